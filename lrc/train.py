@@ -1,0 +1,399 @@
+"""The two-stage LRC-BERT Distiller on Hugging Face Accelerate, as a generator of plain event dicts.
+
+One event stream feeds every consumer: the CLI prints it, the run store appends it to events.jsonl, the app
+plots it. Events (all JSON-safe):
+
+    {"type": "start", "total_steps", "stage1_steps", "device", "precision", "num_processes", ...}
+    {"type": "step", "stage", "step", "loss", "cos_nce", "soft", "hard", "lr", "samples_per_s", "elapsed"}
+    {"type": "stage", "stage": 2, "step"}                     # the stage boundary
+    {"type": "eval", "stage", "step", "split", "metrics"}
+    {"type": "checkpoint", "step", "path"}
+    {"type": "end", "status": completed|stopped|diverged, "step", "message"}
+
+The Distiller itself writes nothing to disk except through the `on_save` callback; `lrc.pipeline` ties it to a
+run folder.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from transformers import PreTrainedModel
+
+from .bank import NegativeBank
+from .config import DistillConfig
+from .data import TaskData, make_loader, tokenize
+from .losses import cos_nce, cos_nce_with_pool, hard_label_loss, mse_representation_loss, soft_label_loss
+from .metrics import compute_metrics
+from .models import Projections, StudentWithProjections, embeddings_module
+from .perturb import embedding_output, perturb_embeddings
+from .tasks import TaskSpec
+
+StopCheck = Callable[[], bool]
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def resolve_precision(requested: str, device_type: str) -> str:
+    """auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 ("no") on CPU where autocast does not pay."""
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def make_accelerator(cfg: DistillConfig) -> Accelerator:
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        from .errors import ConfigError
+
+        raise ConfigError("device 'cuda' was asked for but no GPU is visible; use device 'auto' or 'cpu'")
+    precision = resolve_precision(cfg.mixed_precision, "cpu" if cpu else "cuda")
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+    except ValueError:
+        # the process-wide AcceleratorState was set up by an earlier run with other settings (app, tests)
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The vector(s) COS-NCE compares: all tokens `[B, L, D]`, the [CLS] vector, or the masked mean."""
+    if mode == "tokens":
+        return hidden
+    if mode == "cls":
+        return hidden[:, 0]
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+@dataclass
+class TeacherOutputs:
+    logits: torch.Tensor
+    layers: list[torch.Tensor]  # the representation at each mapped teacher layer
+
+
+class Distiller:
+    """LRC-BERT training: stage 1 (COS-NCE only), stage 2 (alpha*COS-NCE + beta*soft + gamma*hard).
+
+    With `teacher=None` it fine-tunes on the labels alone (hard loss), which is how `lrc teacher` trains a
+    teacher and how the `finetune` baseline is made.
+    """
+
+    def __init__(
+        self,
+        cfg: DistillConfig,
+        data: TaskData,
+        tokenizer,
+        student: PreTrainedModel,
+        teacher: PreTrainedModel | None = None,
+        layer_map: list[int] | None = None,
+        projections: Projections | None = None,
+        should_stop: StopCheck | None = None,
+        on_save: Callable[[PreTrainedModel, Projections | None, str], None] | None = None,
+        accelerator: Accelerator | None = None,
+    ):
+        self.cfg = cfg.validate()
+        self.task: TaskSpec = data.task
+        self.data = data
+        self.tokenizer = tokenizer
+        self.teacher = teacher
+        self.layer_map = layer_map or []
+        self.distilling = teacher is not None
+        self.uses_reps = self.distilling and cfg.use_cos_nce and cfg.alpha > 0 and bool(self.layer_map)
+        if self.uses_reps and projections is None:
+            projections = Projections(student.config.hidden_size, teacher.config.hidden_size, len(self.layer_map),
+                                      shared=cfg.projection == "shared")
+        self.projections = projections if self.uses_reps else None
+        self.should_stop = should_stop or (lambda: False)
+        self.on_save = on_save
+        self.accelerator = accelerator or make_accelerator(cfg)
+        self.student = student
+        self.bank = NegativeBank(max(4 * cfg.num_negatives, 8 * cfg.batch_size), seed=cfg.seed) \
+            if cfg.negatives == "bank" else None
+        self.step = 0
+
+    # ---- setup ------------------------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        set_seed(cfg.seed)
+        train = tokenize(self.data.train, self.tokenizer, cfg.max_seq_length)
+        if len(train) == 0:
+            from .errors import DataError
+
+            raise DataError("the training set is empty")
+        self.dev_sets = {name: tokenize(ds, self.tokenizer, cfg.max_seq_length) for name, ds in self.data.dev.items()}
+        loader = make_loader(train, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             length_grouping=cfg.length_grouping, num_workers=cfg.num_workers,
+                             drop_last=len(train) > cfg.batch_size and self.uses_reps)
+        modules = StudentWithProjections(self.student, self.projections or Projections(1, 1, 0))
+        steps_per_epoch = max(1, math.ceil(len(loader) / acc.num_processes))
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        two_stage = cfg.two_stage and self.uses_reps
+        self.stage1_steps = min(self.total_steps - 1, round(cfg.stage1_fraction * self.total_steps)) \
+            if two_stage and self.total_steps > 1 else 0
+        if two_stage and cfg.stage1_fraction >= 1.0:
+            self.stage1_steps = self.total_steps
+        decay, no_decay = [], []
+        for name, p in modules.named_parameters():
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        scheduler = _two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio)
+        self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(modules, optimizer, loader, scheduler)
+        if self.teacher is not None:
+            self.teacher.to(acc.device).eval()
+            self.teacher.requires_grad_(False)
+
+    # ---- the loss ---------------------------------------------------------------------------------------------
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor]) -> TeacherOutputs:
+        with torch.no_grad(), self.accelerator.autocast():
+            out = self.teacher(**inputs, output_hidden_states=self.uses_reps)
+        layers = []
+        if self.uses_reps:
+            mask = inputs["attention_mask"]
+            layers = [represent(out.hidden_states[n], mask, self.cfg.representation) for n in self.layer_map]
+        return TeacherOutputs(out.logits.detach(), [x.detach() for x in layers])
+
+    def _rep_loss(self, hidden_states, inputs, teacher: TeacherOutputs, ids: torch.Tensor) -> torch.Tensor:
+        cfg, mask = self.cfg, inputs["attention_mask"]
+        projections = self.accelerator.unwrap_model(self.model).projections
+        students = [represent(projections(i, hidden_states[i + 1]), mask, cfg.representation)
+                    for i in range(len(self.layer_map))]
+        token_mask = mask if cfg.representation == "tokens" else None
+        if cfg.distance == "mse":
+            return sum(mse_representation_loss(s, t, token_mask) for s, t in zip(students, teacher.layers))
+        if self.bank is not None and len(self.bank) >= cfg.num_negatives:
+            negs, neg_mask = self.bank.sample(ids, cfg.num_negatives, length=mask.shape[1])
+            return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
+        if self.accelerator.num_processes > 1:
+            return self._gathered_in_batch(students, teacher.layers, mask, token_mask)
+        return sum(cos_nce(s, t, None, token_mask) for s, t in zip(students, teacher.layers))
+
+    def _gathered_in_batch(self, students, teachers, mask, token_mask) -> torch.Tensor:
+        """In-batch negatives across processes: each sample sees every other sample of the global batch."""
+        acc = self.accelerator
+        b = students[0].shape[0]
+        sizes = acc.gather(torch.tensor([b], device=acc.device))
+        offset = int(sizes[: acc.process_index].sum())
+        own = torch.arange(b, device=acc.device) + offset
+        total = 0.0
+        pool_mask = None
+        if token_mask is not None:
+            pool_mask = acc.gather(acc.pad_across_processes(mask, dim=1))
+        for s, t in zip(students, teachers):
+            if token_mask is not None:
+                pool = acc.gather(acc.pad_across_processes(t.contiguous(), dim=1))
+                length = pool.shape[1]
+                s_p = torch.nn.functional.pad(s, (0, 0, 0, length - s.shape[1]))
+                t_p = torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1]))
+                m_p = torch.nn.functional.pad(mask, (0, length - mask.shape[1]))
+                total = total + cos_nce_with_pool(s_p, t_p, pool, own, m_p, pool_mask)
+            else:
+                pool = acc.gather(t.contiguous())
+                total = total + cos_nce_with_pool(s, t, pool, own)
+        return total
+
+    def _losses(self, stage: int, out, inputs, labels, teacher: TeacherOutputs | None, ids) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        terms: dict[str, torch.Tensor] = {}
+        if self.uses_reps:
+            terms["cos_nce"] = self._rep_loss(out.hidden_states, inputs, teacher, ids)
+        if stage == 2:
+            if teacher is not None and cfg.beta > 0:
+                terms["soft"] = soft_label_loss(out.logits, teacher.logits, cfg.temperature)
+            if cfg.gamma > 0 or teacher is None:
+                terms["hard"] = hard_label_loss(out.logits, labels)
+        if teacher is None:
+            total = terms["hard"]
+        elif stage == 1:
+            total = terms["cos_nce"]
+        else:
+            total = sum(w * terms[k] for k, w in (("cos_nce", cfg.alpha), ("soft", cfg.beta), ("hard", cfg.gamma))
+                        if k in terms)
+        terms["loss"] = total
+        return terms
+
+    # ---- one step ---------------------------------------------------------------------------------------------
+    def _train_step(self, batch: dict[str, torch.Tensor], stage: int) -> dict[str, torch.Tensor]:
+        cfg, acc = self.cfg, self.accelerator
+        inputs = {k: batch[k] for k in _MODEL_INPUTS if k in batch}
+        labels, ids = batch["labels"], batch["idx"]
+        teacher = self._teacher_forward(inputs) if self.teacher is not None else None
+        emb = embeddings_module(acc.unwrap_model(self.model).student)
+        self.model.train()
+        if cfg.perturb and cfg.epsilon > 0:
+            captured: dict[str, torch.Tensor] = {}
+
+            def as_leaf(e: torch.Tensor) -> torch.Tensor:
+                captured["e"] = e
+                captured["leaf"] = e.detach().requires_grad_(True)
+                return captured["leaf"]
+
+            # clean pass: only d loss / d e is needed, so no parameter gradients (and no DDP sync) are made
+            with acc.no_sync(self.model), embedding_output(emb, as_leaf), acc.autocast():
+                clean = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+            (grad,) = torch.autograd.grad(clean["loss"], captured["leaf"], allow_unused=True)
+            if grad is not None:
+                perturbed = perturb_embeddings(captured["e"], grad, cfg.epsilon)
+                with embedding_output(emb, lambda _e: perturbed), acc.autocast():
+                    terms = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+            else:
+                terms = clean
+        else:
+            with acc.autocast():
+                terms = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+        acc.backward(terms["loss"])
+        if cfg.max_grad_norm > 0 and acc.sync_gradients:
+            acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.bank is not None and teacher is not None and teacher.layers:
+            self.bank.add(teacher.layers, ids, inputs["attention_mask"] if cfg.representation == "tokens" else None,
+                          max_length=cfg.max_seq_length)
+        return {k: v.detach() for k, v in terms.items()}
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+    def evaluate(self, model: PreTrainedModel | None = None) -> dict[str, dict[str, float]]:
+        """Dev metrics per dev split. Returns {} when a stop request interrupts it."""
+        model = model or self.accelerator.unwrap_model(self.model).student
+        results = {}
+        for name, ds in self.dev_sets.items():
+            out = predict_dataset(model, ds, self.tokenizer, self.cfg.batch_size * 2, self.accelerator,
+                                  should_stop=self.should_stop)
+            if out is None:
+                return {}
+            logits, labels = out
+            results[name] = compute_metrics(self.task, logits, labels)
+        return results
+
+    def _eval_events(self, stage: int) -> Iterator[dict[str, Any]]:
+        was_training = self.model.training
+        for split, metrics in self.evaluate().items():
+            yield {"type": "eval", "stage": stage, "step": self.step, "split": split, "metrics": metrics}
+        self.model.train(was_training)
+
+    def _save(self, tag: str) -> None:
+        if self.on_save is not None and self.accelerator.is_main_process:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            self.on_save(unwrapped.student, self.projections, tag)
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> Iterator[dict[str, Any]]:
+        cfg, acc = self.cfg, self.accelerator
+        self._prepare()
+        start = time.perf_counter()
+        yield {
+            "type": "start", "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
+            "device": str(acc.device), "precision": acc.mixed_precision, "num_processes": acc.num_processes,
+            "train_examples": len(self.data.train), "layer_map": self.layer_map, "distilling": self.distilling,
+        }
+        status, message = "completed", ""
+        window_start, window_samples = time.perf_counter(), 0
+        data_iter = iter(self.loader)
+        epoch = 0
+        on_cpu = acc.device.type == "cpu"
+        while self.step < self.total_steps:
+            if self.should_stop():
+                status, message = "stopped", f"stopped by request at step {self.step}"
+                break
+            stage = 1 if self.step < self.stage1_steps else 2
+            if self.step == self.stage1_steps and self.stage1_steps > 0:
+                yield {"type": "stage", "stage": 2, "step": self.step}
+            try:
+                batch = next(data_iter)
+            except StopIteration:
+                epoch += 1
+                if hasattr(self.loader, "set_epoch"):
+                    self.loader.set_epoch(epoch)
+                data_iter = iter(self.loader)
+                batch = next(data_iter)
+            terms = self._train_step(batch, stage)
+            self.step += 1
+            window_samples += int(batch["input_ids"].shape[0]) * acc.num_processes
+            log_now = self.step == 1 or self.step % cfg.log_every == 0 or self.step == self.total_steps
+            # a non-finite loss is checked every step on CPU (free) and at log steps on GPU (avoids a sync per step)
+            if on_cpu or log_now:
+                if not torch.isfinite(terms["loss"]).item():
+                    status = "diverged"
+                    message = (f"loss became {terms['loss'].item()} at step {self.step}; lower the learning rate "
+                               f"(lr={cfg.lr:g}) or the loss weights, or turn on gradient clipping")
+                    break
+            if log_now:
+                now = time.perf_counter()
+                event = {"type": "step", "stage": stage, "step": self.step, "total_steps": self.total_steps,
+                         "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
+                         "samples_per_s": window_samples / max(now - window_start, 1e-9),
+                         "elapsed": now - start}
+                event.update({k: float(v) for k, v in terms.items()})
+                window_start, window_samples = now, 0
+                yield event
+            if stage == 1 and self.step == self.stage1_steps:
+                yield from self._eval_events(stage)
+            elif cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != self.total_steps:
+                yield from self._eval_events(stage)
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step != self.total_steps:
+                self._save(f"step-{self.step}")
+                yield {"type": "checkpoint", "step": self.step}
+        if status != "diverged":
+            if status == "completed":
+                yield from self._eval_events(2 if self.step > self.stage1_steps else 1)
+            self._save("final")
+        acc.wait_for_everyone()
+        yield {"type": "end", "status": status, "step": self.step, "message": message,
+               "elapsed": time.perf_counter() - start}
+
+
+def _two_stage_schedule(optimizer, stage1_steps: int, total_steps: int, warmup_ratio: float):
+    """Linear warm-up then linear decay, restarted at the stage boundary (the stages optimise different losses)."""
+    stage2_steps = total_steps - stage1_steps
+    w1, w2 = int(warmup_ratio * stage1_steps), int(warmup_ratio * stage2_steps)
+
+    def factor(step: int) -> float:
+        if step < stage1_steps:
+            s, n, w = step, stage1_steps, w1
+        else:
+            s, n, w = step - stage1_steps, stage2_steps, w2
+        if s < w:
+            return (s + 1) / (w + 1)
+        return max(0.0, (n - s) / max(1, n - w))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def predict_dataset(model: PreTrainedModel, ds, tokenizer, batch_size: int, accelerator: Accelerator | None = None,
+                    should_stop: StopCheck | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Logits and labels for a tokenized dataset (None if a stop request came in the middle)."""
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    loader: DataLoader = make_loader(ds, tokenizer, batch_size, shuffle=False)
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader:
+        if should_stop is not None and should_stop():
+            model.train(was_training)
+            return None
+        inputs = {k: batch[k].to(device) for k in _MODEL_INPUTS if k in batch}
+        ctx = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+        with ctx:
+            logits.append(model(**inputs).logits.float().cpu())
+        labels.append(batch["labels"])
+    model.train(was_training)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+__all__ = ["Distiller", "predict_dataset", "represent", "make_accelerator", "resolve_precision"]
