@@ -89,6 +89,8 @@ class DistillConfig:
     save_every: int = 0  # checkpoint the student every N steps (0 = only at the end)
     mixed_precision: str = "auto"  # auto = bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU
     device: str = "auto"  # auto | cpu | cuda
+    snapshot_every: int = 0  # record matched-layer alignment on a fixed probe set every N steps (0 = never)
+    probe_examples: int = 64
     teacher_cache: bool = False
     length_grouping: bool = True
     num_workers: int = 0
@@ -125,9 +127,10 @@ class DistillConfig:
         _fraction("stage1_fraction", self.stage1_fraction)
         _positive_float("epochs", self.epochs, maximum=1000.0, allow_zero=self.max_steps > 0)
         for name in ("max_steps", "max_train_examples", "max_eval_examples", "eval_every", "save_every", "seed",
-                     "num_workers"):
+                     "num_workers", "snapshot_every"):
             _non_negative_int(name, getattr(self, name))
         _positive_int("log_every", self.log_every, maximum=10**6)
+        _positive_int("probe_examples", self.probe_examples, maximum=4096)
         _positive_int("num_negatives", self.num_negatives, maximum=65536)
         if self.negatives == "batch" and self.use_cos_nce and self.alpha > 0 and self.batch_size < 2:
             raise ConfigError("in-batch negatives need batch_size >= 2 (or use negatives: bank)")

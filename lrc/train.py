@@ -136,6 +136,11 @@ class Distiller:
         loader = make_loader(train, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              length_grouping=cfg.length_grouping, num_workers=cfg.num_workers,
                              drop_last=len(train) > cfg.batch_size and self.uses_reps)
+        self.probe = None
+        if cfg.snapshot_every and self.uses_reps:
+            probe_ds = next(iter(self.dev_sets.values()))
+            probe_ds = probe_ds.select(range(min(cfg.probe_examples, len(probe_ds))))
+            self.probe = next(iter(make_loader(probe_ds, self.tokenizer, len(probe_ds), shuffle=False)))
         modules = StudentWithProjections(self.student, self.projections or Projections(1, 1, 0))
         steps_per_epoch = max(1, math.ceil(len(loader) / acc.num_processes))
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -286,6 +291,16 @@ class Distiller:
             yield {"type": "eval", "stage": stage, "step": self.step, "split": split, "metrics": metrics}
         self.model.train(was_training)
 
+    def _snapshot_event(self) -> dict[str, Any]:
+        """Matched-layer alignment on the fixed probe set (lrc.analysis does the measuring)."""
+        from .analysis import probe_alignment
+
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        batch = {k: v.to(self.accelerator.device) for k, v in self.probe.items()}
+        result = probe_alignment(unwrapped.student, unwrapped.projections, self.teacher, batch, self.layer_map,
+                                 self.cfg.representation)
+        return {"type": "snapshot", "step": self.step, **result}
+
     def _save(self, tag: str) -> None:
         if self.on_save is not None and self.accelerator.is_main_process:
             unwrapped = self.accelerator.unwrap_model(self.model)
@@ -302,6 +317,8 @@ class Distiller:
             "train_examples": len(self.data.train), "layer_map": self.layer_map, "distilling": self.distilling,
         }
         status, message = "completed", ""
+        if self.probe is not None:
+            yield self._snapshot_event()
         window_start, window_samples = time.perf_counter(), 0
         data_iter = iter(self.loader)
         epoch = 0
@@ -345,6 +362,8 @@ class Distiller:
                 yield from self._eval_events(stage)
             elif cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != self.total_steps:
                 yield from self._eval_events(stage)
+            if self.probe is not None and self.step % cfg.snapshot_every == 0:
+                yield self._snapshot_event()
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step != self.total_steps:
                 self._save(f"step-{self.step}")
                 yield {"type": "checkpoint", "step": self.step}
