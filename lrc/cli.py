@@ -40,6 +40,8 @@ _OVERRIDES: list[tuple[str, type, str]] = [
     ("eval_every", int, "also evaluate every N steps"),
     ("log_every", int, "emit a loss point every N steps"),
     ("save_every", int, "checkpoint the student every N steps"),
+    ("snapshot_every", int, "record matched-layer alignment on a fixed probe set every N steps (0 = never)"),
+    ("probe_examples", int, "dev examples in that fixed probe set"),
     ("mixed_precision", str, "auto | no | fp16 | bf16"),
     ("device", str, "auto | cpu | cuda"),
     ("teacher_epochs", float, "epochs when the teacher must be fine-tuned first"),
@@ -96,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tuned teacher: run folder, model folder or hub id (default: bundled MiniLM, fine-tuned "
                         "on the task first and cached in the runs folder)")
     p.add_argument("--out", default=None, help="run folder to write (default: runs/lrc-<task>-<time>)")
+
+    p = sub.add_parser("experiment", help="baselines, LRC and its ablations over several seeds, as one table")
+    _add_common(p, training=True)
+    p.add_argument("--teacher", default=None, help="fine-tuned teacher (default: the bundled MiniLM fine-tuned first)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ... N-1)")
+    p.add_argument("--variants", default="finetune,kd,lrc,lrc-no-cosnce,lrc-no-perturb,lrc-one-stage,lrc-mse",
+                   help="comma-separated variants")
+    p.add_argument("--name", default=None, help="experiment name (default: exp-<task>)")
+    p.add_argument("--runs-dir", default=None, help="run store folder (default: $LRC_RUNS_DIR or runs/)")
+    p.add_argument("--robustness-rates", default="0.1,0.2",
+                   help="noise rates for the robustness table (empty string: skip it)")
 
     p = sub.add_parser("eval", help="dev-set metrics of a saved model")
     _add_common(p, training=False)
@@ -212,8 +225,9 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     from .pipeline import run_teacher
 
     cfg = _config(args)
-    if args.model:
-        cfg.teacher = args.model
+    # a teacher run trains for teacher_epochs at teacher_lr unless --epochs / --lr say otherwise
+    cfg = cfg.override(teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
+                       lr=cfg.teacher_lr if args.lr is None else None)
     _store, run = _out_run(args, cfg, "teacher")
     with _StopOnSignal() as stop:
         end = _show(run_teacher(cfg, run, stop.event.is_set))
@@ -242,6 +256,37 @@ def _print_summary(run) -> None:
                                       ("params", s.get("student_params")), ("seconds", round(s.get("seconds", 0), 1)))
              if v is not None]
     print("summary: " + ", ".join(parts))
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment import ExperimentSpec, markdown_table, run_experiment
+    from .runs import RunStore
+
+    cfg = _config(args)
+    if args.seeds < 1:
+        raise LRCError(f"--seeds must be at least 1; got {args.seeds}")
+    try:
+        rates = tuple(float(x) for x in args.robustness_rates.split(",") if x.strip())
+    except ValueError:
+        raise LRCError(f"--robustness-rates must be comma-separated numbers; got {args.robustness_rates!r}") from None
+    spec = ExperimentSpec(args.name or f"exp-{cfg.task}", cfg, [v.strip() for v in args.variants.split(",") if v.strip()],
+                          list(range(args.seeds)), rates)
+    store = RunStore(args.runs_dir)
+    with _StopOnSignal() as stop:
+        path = None
+        for event in run_experiment(spec, store, stop.event.is_set):
+            if event["type"] == "variant":
+                print(f"== {event['variant']} seed {event['seed']}: {event['run']}", flush=True)
+            elif event["type"] == "end" and event.get("phase", "").count("/"):
+                print(f"   {event['status']} after {event.get('step')} steps", flush=True)
+            elif event["type"] == "experiment_done":
+                path = event["path"]
+    if path:
+        from .runs import read_json
+
+        print(markdown_table(read_json(Path(path), {})))
+        print(f"experiment: {path}")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -274,7 +319,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"teacher": cmd_teacher, "distill": cmd_distill, "eval": cmd_eval, "predict": cmd_predict}[args.command]
+    handler = {"teacher": cmd_teacher, "distill": cmd_distill, "eval": cmd_eval, "predict": cmd_predict,
+               "experiment": cmd_experiment}[args.command]
     try:
         return handler(args)
     except LRCError as exc:

@@ -62,16 +62,22 @@ def load_task_data(
     text_pair_column: str | None = None,
     label_column: str = "label",
     splits: tuple[str, ...] = ("train", "dev"),
+    data_seed: int = 0,
 ) -> TaskData:
-    """Load train and dev examples, capped to the first N of a seeded shuffle when a cap is given."""
+    """Load train and dev examples, capped to the first N of a seeded shuffle when a cap is given.
+
+    `seed` is accepted for API compatibility; the subset is drawn with `data_seed`.
+    """
     if task == "custom" or train_file:
         data = _load_custom(train_file, dev_file, text_column, text_pair_column, label_column)
     else:
         spec = get_task(task)
         folder = resolve_data_dir(data_dir)
         data = _load_local(spec, folder, splits) if folder else _load_hub(spec, splits)
-    data.train = _cap(data.train, max_train_examples, seed)
-    data.dev = {name: _cap(ds, max_eval_examples, seed) for name, ds in data.dev.items()}
+    # caps take a fixed subset (data_seed), not one per training seed: every seed and variant of an experiment
+    # must see the same examples, or their scores are not comparable
+    data.train = _cap(data.train, max_train_examples, data_seed)
+    data.dev = {name: _cap(ds, max_eval_examples, data_seed) for name, ds in data.dev.items()}
     return data
 
 

@@ -61,7 +61,8 @@ def cos_nce(
     n = _unit(negatives)
     if tokens:
         neg = torch.einsum("bld,bkld->bkl", s, n)  # [B, K, L]
-        valid = mask[:, None, :].to(neg.dtype) if mask is not None else torch.ones_like(neg)
+        # expand: the denominator below must count K * L entries, not L
+        valid = mask[:, None, :].to(neg.dtype).expand_as(neg) if mask is not None else torch.ones_like(neg)
         if negatives_mask is not None:
             valid = valid * negatives_mask.to(neg.dtype)
         neg_mean = (neg * valid).sum((1, 2)) / valid.sum((1, 2)).clamp_min(1.0)  # [B]

@@ -89,13 +89,16 @@ def save_projections(projections: Projections | None, path: Path) -> None:
 
 # ---- teachers ---------------------------------------------------------------------------------------------------
 
+def labels_only(cfg: DistillConfig, **changes) -> DistillConfig:
+    """The same settings with every distillation component off: plain fine-tuning on the gold labels."""
+    return cfg.override(use_cos_nce=False, perturb=False, two_stage=False, alpha=0.0, beta=0.0, gamma=1.0,
+                        snapshot_every=0, **changes)
+
+
 def teacher_finetune_config(cfg: DistillConfig) -> DistillConfig:
-    """Labels-only fine-tuning of the teacher backbone, on the same data, caps and length as the distillation."""
-    return cfg.override(
-        use_cos_nce=False, perturb=False, two_stage=False, alpha=0.0, beta=0.0, gamma=1.0,
-        epochs=cfg.teacher_epochs, max_steps=0, lr=cfg.teacher_lr, eval_every=0, save_every=0,
-        teacher=cfg.teacher or BUNDLED_TEACHER,
-    )
+    """How a default teacher is made for a distillation: the same data, caps and length, the teacher_* settings."""
+    return labels_only(cfg, epochs=cfg.teacher_epochs, max_steps=0, lr=cfg.teacher_lr, eval_every=0, save_every=0,
+                       teacher=cfg.teacher or BUNDLED_TEACHER)
 
 
 def teacher_cache_id(cfg: DistillConfig) -> str:
@@ -103,17 +106,19 @@ def teacher_cache_id(cfg: DistillConfig) -> str:
     key = json.dumps({
         "task": cfg.task, "backbone": cfg.teacher or BUNDLED_TEACHER, "data_dir": str(cfg.data_dir),
         "train_file": cfg.train_file, "max_train": cfg.max_train_examples, "len": cfg.max_seq_length,
-        "epochs": cfg.teacher_epochs, "lr": cfg.teacher_lr, "seed": cfg.seed,
+        "epochs": cfg.teacher_epochs, "lr": cfg.teacher_lr, "seed": cfg.seed, "data_seed": 0,
     }, sort_keys=True)
     return f"teacher-{cfg.task}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def run_teacher(cfg: DistillConfig, run: Run, should_stop: StopCheck | None = None,
                 data: TaskData | None = None) -> Iterator[dict[str, Any]]:
-    """Fine-tune a teacher on a task (labels only) into `run/model/`."""
-    tcfg = teacher_finetune_config(cfg) if cfg.use_cos_nce or cfg.perturb else cfg
-    backbone = tcfg.teacher or BUNDLED_TEACHER
-    return _execute(run, tcfg, should_stop, kind="teacher", data=data, backbone=backbone)
+    """Fine-tune `cfg.teacher` (default: the bundled MiniLM) on the labels into `run/model/`.
+
+    `cfg` is used as given apart from switching the distillation losses off; see `teacher_finetune_config`.
+    """
+    tcfg = labels_only(cfg)
+    return _execute(run, tcfg, should_stop, kind="teacher", data=data, backbone=tcfg.teacher or BUNDLED_TEACHER)
 
 
 def ensure_teacher(cfg: DistillConfig, store: RunStore, data: TaskData, should_stop: StopCheck | None = None
@@ -128,7 +133,7 @@ def ensure_teacher(cfg: DistillConfig, store: RunStore, data: TaskData, should_s
     except LRCError:
         pass
     run = store.create(teacher_finetune_config(cfg).to_dict(), run_id=run_id, kind="teacher", exist_ok=True)
-    for event in run_teacher(cfg, run, should_stop, data=data):
+    for event in run_teacher(teacher_finetune_config(cfg), run, should_stop, data=data):
         yield {**event, "phase": "teacher"}
     if run.status != "completed":
         raise LRCError(f"fine-tuning the default teacher ended as {run.status}; see {run.events_path}")
@@ -146,8 +151,11 @@ def load_data(cfg: DistillConfig) -> TaskData:
 
 
 def run_distill(cfg: DistillConfig, run: Run, should_stop: StopCheck | None = None,
-                store: RunStore | None = None) -> Iterator[dict[str, Any]]:
-    """Distil a student into `run/student/`, fine-tuning (and caching) the default teacher first when needed."""
+                store: RunStore | None = None, kind: str = "distill") -> Iterator[dict[str, Any]]:
+    """Distil a student into `run/student/`, fine-tuning (and caching) the default teacher first when needed.
+
+    kind "finetune" trains the same student on the labels alone (the teacher only initialises it).
+    """
     cfg.validate()
     data = load_data(cfg)
     teacher_spec = cfg.teacher
@@ -162,7 +170,7 @@ def run_distill(cfg: DistillConfig, run: Run, should_stop: StopCheck | None = No
             run.set_status("stopped")
             yield {"type": "end", "status": "stopped", "step": 0, "message": "stopped while training the teacher"}
             return
-    return (yield from _execute(run, cfg, should_stop, kind="distill", data=data, teacher_spec=teacher_spec))
+    return (yield from _execute(run, cfg, should_stop, kind=kind, data=data, teacher_spec=teacher_spec))
 
 
 def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: str, data: TaskData | None,
@@ -189,6 +197,8 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
             student, init = build_student(cfg.student, teacher, task, layer_map)
             how = (f"Distilled with LRC-BERT from teacher `{teacher_spec}` (layer map {layer_map}, student init: "
                    f"{init}).")
+            if kind == "finetune":  # the no-teacher baseline: same student and init, trained on the labels alone
+                how = f"Fine-tuned on the labels alone (student init: {init}; teacher `{teacher_spec}` only for init)."
         card_cfg = {**cfg.to_dict(), "teacher": teacher_spec or backbone}
         model_dir = run.path / ("model" if kind == "teacher" else "student")
 
@@ -197,7 +207,8 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
                               {"kind": kind, "tag": tag, "layer_map": layer_map})
             save_projections(projections, run.path / "projections.safetensors")
 
-        distiller = Distiller(cfg, data, tokenizer, student, teacher, layer_map, should_stop=should_stop,
+        distiller = Distiller(cfg, data, tokenizer, student, None if kind == "finetune" else teacher,
+                              layer_map if kind == "distill" else [], should_stop=should_stop,
                               on_save=on_save, accelerator=make_accelerator(cfg))
         last_eval: dict[str, dict[str, float]] = {}
         speeds: list[float] = []
