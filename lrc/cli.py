@@ -79,6 +79,9 @@ def _add_common(p: argparse.ArgumentParser, training: bool) -> None:
                            help="ablation: no gradient perturbation")
         group.add_argument("--one-stage", dest="two_stage", action="store_false", default=None,
                            help="ablation: skip stage 1 and train the total loss from the start")
+        group.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None,
+                           help="compute the teacher's outputs for the training set once and reuse them "
+                                "(cache in $LRC_CACHE_DIR, default ~/.cache/lrc/teacher)")
         group.add_argument("--layer-map", default=None,
                            help="teacher layer (1-based) per student layer, e.g. 2,4,6 (default: uniform)")
 
@@ -128,7 +131,7 @@ def _config(args: argparse.Namespace) -> DistillConfig:
     overrides: dict[str, Any] = {}
     for name, _typ, _help in _OVERRIDES:
         overrides[name] = getattr(args, name, None)
-    for flag in ("use_cos_nce", "perturb", "two_stage"):
+    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache"):
         overrides[flag] = getattr(args, flag, None)
     if getattr(args, "layer_map", None):
         try:

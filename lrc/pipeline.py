@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import save_file
 
 from .config import DistillConfig
@@ -135,6 +136,8 @@ def ensure_teacher(cfg: DistillConfig, store: RunStore, data: TaskData, should_s
     run = store.create(teacher_finetune_config(cfg).to_dict(), run_id=run_id, kind="teacher", exist_ok=True)
     for event in run_teacher(teacher_finetune_config(cfg), run, should_stop, data=data):
         yield {**event, "phase": "teacher"}
+    if run.status == "stopped" and should_stop is not None and should_stop():
+        return  # a stop request, not a failure: the caller ends its own run as stopped
     if run.status != "completed":
         raise LRCError(f"fine-tuning the default teacher ended as {run.status}; see {run.events_path}")
     yield {"type": "teacher_ready", "path": str(run.path), "cached": False}
@@ -157,19 +160,25 @@ def run_distill(cfg: DistillConfig, run: Run, should_stop: StopCheck | None = No
     kind "finetune" trains the same student on the labels alone (the teacher only initialises it).
     """
     cfg.validate()
-    data = load_data(cfg)
-    teacher_spec = cfg.teacher
-    if teacher_spec is None or not is_finetuned_for(teacher_spec, data.task):
-        store = store or RunStore(run.path.parent)
-        for event in ensure_teacher(cfg, store, data, should_stop):
-            if event["type"] == "teacher_ready":
-                teacher_spec = event["path"]
-            run.append_event(event)
-            yield event
-        if should_stop and should_stop():
-            run.set_status("stopped")
-            yield {"type": "end", "status": "stopped", "step": 0, "message": "stopped while training the teacher"}
-            return
+    try:  # a run that fails before training starts must not stay "queued" forever
+        data = load_data(cfg)
+        teacher_spec = cfg.teacher
+        if teacher_spec is None or not is_finetuned_for(teacher_spec, data.task):
+            store = store or RunStore(run.path.parent)
+            for event in ensure_teacher(cfg, store, data, should_stop):
+                if event["type"] == "teacher_ready":
+                    teacher_spec = event["path"]
+                run.append_event(event)
+                yield event
+            if should_stop and should_stop():
+                run.set_status("stopped")
+                end = {"type": "end", "status": "stopped", "step": 0, "message": "stopped while training the teacher"}
+                run.append_event(end)
+                yield end
+                return
+    except LRCError as exc:
+        _fail(run, str(exc))
+        raise
     return (yield from _execute(run, cfg, should_stop, kind=kind, data=data, teacher_spec=teacher_spec))
 
 
@@ -181,6 +190,7 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
     try:
         data = data or load_data(cfg)
         task = data.task
+        set_seed(cfg.seed)  # the student's random init (and head) must follow the run's seed, for reproducible runs
         if kind == "teacher":
             tokenizer = load_tokenizer(backbone)
             student = load_classifier(backbone, task)

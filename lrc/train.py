@@ -122,6 +122,7 @@ class Distiller:
         self.bank = NegativeBank(max(4 * cfg.num_negatives, 8 * cfg.batch_size), seed=cfg.seed) \
             if cfg.negatives == "bank" else None
         self.step = 0
+        self._rows: torch.Tensor | None = None
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -132,7 +133,15 @@ class Distiller:
             from .errors import DataError
 
             raise DataError("the training set is empty")
+        if self.uses_reps and cfg.distance == "angular" and len(train) < 2:
+            from .errors import DataError
+
+            raise DataError("COS-NCE contrasts each example with others: it needs at least 2 training examples")
         self.dev_sets = {name: tokenize(ds, self.tokenizer, cfg.max_seq_length) for name, ds in self.data.dev.items()}
+        self.cache = None
+        self.cache_info: dict[str, Any] = {}
+        if cfg.teacher_cache and self.teacher is not None:
+            train = self._attach_cache(train)
         loader = make_loader(train, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              length_grouping=cfg.length_grouping, num_workers=cfg.num_workers,
                              drop_last=len(train) > cfg.batch_size and self.uses_reps)
@@ -162,8 +171,28 @@ class Distiller:
             self.teacher.to(acc.device).eval()
             self.teacher.requires_grad_(False)
 
+    def _attach_cache(self, train):
+        """Compute (or load) the teacher's outputs for the training set; rows carry their position to look up."""
+        from .teacher_cache import build_or_load, describe
+
+        started = time.perf_counter()
+        self.teacher.to(self.accelerator.device)
+        rng = torch.get_rng_state()  # building the cache must not shift the random stream: cached == uncached run
+        self.cache, hit = build_or_load(
+            self.teacher, getattr(self.teacher, "name_or_path", None), train, self.tokenizer,
+            self.layer_map if self.uses_reps else [], self.cfg.representation, self.cfg.max_seq_length,
+            self.accelerator.device, batch_size=max(64, 2 * self.cfg.batch_size), represent=represent,
+        )
+        torch.set_rng_state(rng)
+        self.cache_info = {"cached": hit, "seconds": time.perf_counter() - started, **describe(self.cache)}
+        return train.add_column("row", list(range(len(train))))
+
     # ---- the loss ---------------------------------------------------------------------------------------------
-    def _teacher_forward(self, inputs: dict[str, torch.Tensor]) -> TeacherOutputs:
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> TeacherOutputs:
+        if self.cache is not None and rows is not None:
+            length = inputs["attention_mask"].shape[1]
+            logits, layers = self.cache.lookup(rows, length, self.accelerator.device, torch.float32)
+            return TeacherOutputs(logits, layers if self.uses_reps else [])
         with torch.no_grad(), self.accelerator.autocast():
             out = self.teacher(**inputs, output_hidden_states=self.uses_reps)
         layers = []
@@ -180,6 +209,10 @@ class Distiller:
         token_mask = mask if cfg.representation == "tokens" else None
         if cfg.distance == "mse":
             return sum(mse_representation_loss(s, t, token_mask) for s, t in zip(students, teacher.layers))
+        if self.bank is not None and self.cache is not None and self._rows is not None:
+            negs, neg_mask = self.cache.negatives(self._rows, cfg.num_negatives, mask.shape[1], mask.device,
+                                                  self.bank.generator)
+            return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
         if self.bank is not None and len(self.bank) >= cfg.num_negatives:
             negs, neg_mask = self.bank.sample(ids, cfg.num_negatives, length=mask.shape[1])
             return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
@@ -236,7 +269,8 @@ class Distiller:
         cfg, acc = self.cfg, self.accelerator
         inputs = {k: batch[k] for k in _MODEL_INPUTS if k in batch}
         labels, ids = batch["labels"], batch["idx"]
-        teacher = self._teacher_forward(inputs) if self.teacher is not None else None
+        self._rows = batch.get("row")
+        teacher = self._teacher_forward(inputs, batch.get("row")) if self.teacher is not None else None
         emb = embeddings_module(acc.unwrap_model(self.model).student)
         self.model.train()
         if cfg.perturb and cfg.epsilon > 0:
@@ -266,9 +300,9 @@ class Distiller:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.bank is not None and teacher is not None and teacher.layers:
+        if self.bank is not None and self.cache is None and teacher is not None and teacher.layers:
             self.bank.add(teacher.layers, ids, inputs["attention_mask"] if cfg.representation == "tokens" else None,
-                          max_length=cfg.max_seq_length)
+                          max_length=-(-cfg.max_seq_length // 8) * 8)  # batches are padded to a multiple of 8
         return {k: v.detach() for k, v in terms.items()}
 
     # ---- evaluation -------------------------------------------------------------------------------------------
@@ -315,6 +349,7 @@ class Distiller:
             "type": "start", "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
             "device": str(acc.device), "precision": acc.mixed_precision, "num_processes": acc.num_processes,
             "train_examples": len(self.data.train), "layer_map": self.layer_map, "distilling": self.distilling,
+            "teacher_cache": self.cache_info or None,
         }
         status, message = "completed", ""
         if self.probe is not None:
