@@ -118,8 +118,8 @@ def _read_glue_tsv(spec: TaskSpec, path: Path) -> Dataset:
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{_utf8_error_at(path)}: not UTF-8 text; re-save it as UTF-8") from None
     if fmt.has_header:
         if not rows:
             raise DataError(f"{path} is empty; it needs a header line and at least one example")
@@ -222,8 +222,19 @@ def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
             delimiter = "\t" if suffix == ".tsv" else ","
             quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
             return list(csv.DictReader(fh, delimiter=delimiter, quoting=quoting))
+    except UnicodeDecodeError:
+        raise DataError(f"{_utf8_error_at(path)}: not UTF-8 text; re-save it as UTF-8") from None
+
+
+def _utf8_error_at(path: Path) -> str:
+    """`path:line (byte N)` of the first invalid byte (a text reader's own offset is relative to its 8 KB chunk)."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+        line = raw[:exc.start].count(b"\n") + 1
+        return f"{path}:{line} (byte {exc.start})"
+    return str(path)
 
 
 def _load_custom(train_file, dev_file, text_col, pair_col, label_col) -> TaskData:
