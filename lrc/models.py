@@ -118,6 +118,11 @@ def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTraine
         _quiet_transformers()
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
+        if task is not None and "mismatch" in str(exc).lower():
+            raise ModelLoadError(
+                f"{spec} has a classifier head for {config.num_labels} label(s) but task {task.name} needs "
+                f"{task.num_labels}; use a teacher fine-tuned on {task.name} (python -m lrc teacher --task {task.name})"
+            ) from None
         raise ModelLoadError(f"could not load weights from {spec or path}: {_short(exc)}") from None
     return model
 

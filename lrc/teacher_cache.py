@@ -40,10 +40,19 @@ def _teacher_fingerprint(teacher_path: str | None) -> str:
     return str(teacher_path)
 
 
+def _weights_fingerprint(teacher) -> bytes:
+    """A cheap digest of the weights themselves, so two in-memory teachers never share a key."""
+    with torch.no_grad():
+        sums = torch.stack([p.detach().double().sum() for p in teacher.parameters()])
+    return teacher.config.to_json_string().encode() + bytes(memoryview(sums.cpu().numpy()))
+
+
 def cache_key(teacher_path: str | None, train: Dataset, max_length: int, representation: str,
-              layer_map: list[int], dtype: torch.dtype) -> str:
+              layer_map: list[int], dtype: torch.dtype, teacher=None) -> str:
     h = hashlib.sha256()
     h.update(_teacher_fingerprint(teacher_path).encode())
+    if teacher is not None:
+        h.update(_weights_fingerprint(teacher))
     h.update(json.dumps([max_length, representation, list(layer_map), str(dtype), len(train)]).encode())
     # the exact token ids: a different subset, tokenizer or truncation gives a different key
     for ids in train["input_ids"]:
@@ -103,7 +112,7 @@ def build_or_load(teacher, teacher_path: str | None, train: Dataset, tokenizer, 
                   cache_dir: Path | None = None, represent=None, progress=None) -> tuple[TeacherCache, bool]:
     """Load the cache for this key, or compute and save it. Returns (cache, was_cached)."""
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    key = cache_key(teacher_path, train, max_length, representation, layer_map, dtype)
+    key = cache_key(teacher_path, train, max_length, representation, layer_map, dtype, teacher)
     folder = Path(cache_dir or DEFAULT_DIR)
     path = folder / f"{key}.safetensors"
     tokens = representation == "tokens"

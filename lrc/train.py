@@ -7,7 +7,7 @@ plots it. Events (all JSON-safe):
     {"type": "step", "stage", "step", "loss", "cos_nce", "soft", "hard", "lr", "samples_per_s", "elapsed"}
     {"type": "stage", "stage": 2, "step"}                     # the stage boundary
     {"type": "eval", "stage", "step", "split", "metrics"}
-    {"type": "checkpoint", "step", "path"}
+    {"type": "checkpoint", "step"}                           # the student was saved (on_save)
     {"type": "end", "status": completed|stopped|diverged, "step", "message"}
 
 The Distiller itself writes nothing to disk except through the `on_save` callback; `lrc.pipeline` ties it to a

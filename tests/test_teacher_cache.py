@@ -86,3 +86,17 @@ def test_bank_mode_with_cache_trains(tmp_path, monkeypatch, shared_glue_dir, tin
                       negatives="bank", num_negatives=5, max_steps=4)
     steps, start = _losses(tmp_path, "bank", cfg, tiny_teacher_dir)
     assert len(steps) == 4 and all("cos_nce" in e for e in steps)
+
+
+def test_two_in_memory_teachers_never_share_a_key(tmp_path, shared_glue_dir, tiny_teacher_dir):
+    from conftest import make_tiny_teacher
+
+    cfg, data, tok, _ = _inputs(shared_glue_dir, tiny_teacher_dir)
+    train = tokenize(data.train, tok, 16)
+    a = make_tiny_teacher(tok.vocab_size, seed=0).eval()
+    b = make_tiny_teacher(tok.vocab_size, seed=1).eval()
+    ca, _ = build_or_load(a, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path,
+                          represent=represent)
+    cb, hit = build_or_load(b, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path,
+                            represent=represent)
+    assert not hit and not torch.equal(ca.logits, cb.logits)
