@@ -22,8 +22,8 @@ Angular similarity (`similarity_matrix`)
     W (student width -> teacher width) first:
       * student layer j uses its own projection W_j (every transformer layer of the student is mapped, since a
         layer map has one entry per student layer), also against teacher layers it was not mapped to: W_j is
-        the learned change of basis from that student layer to the teacher's space, so the row of the heatmap
-        shows where in the teacher that student layer landed;
+        the learned change of basis from that student layer to the teacher's space, so the student layer's
+        column of the heatmap shows where in the teacher that layer landed;
       * the embedding layer (never distilled) and any other layer without a projection borrow the projection
         of the nearest mapped student layer (`projection_source` records which, e.g. "W1 (borrowed)");
       * a run without projections (COS-NCE off, fine-tuning baselines) is compared directly when the widths
@@ -35,7 +35,9 @@ Linear CKA (`cka_matrix`)
     Minibatch CKA (Nguyen, Raghu & Kornblith 2021): the rows are split into minibatches of `batch_size`, the
     unbiased HSIC estimator (Song et al. 2012) of every (teacher layer, student layer) pair and of every layer
     with itself is averaged over minibatches, and CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). Memory is
-    batch_size^2 per layer, never n x n, so it scales to any number of examples (or tokens).
+    batch_size^2 per layer, never n x n, so it scales to any number of examples (or tokens). A layer whose
+    vector is the same for every example (the [CLS] row of the embedding layer) has no similarity structure:
+    its CKA is NaN ("n/a"), not a number made of rounding noise.
 
 2-D maps (`Map2D`, `RunAnalysis.scatter`)
     Fit UMAP (or PCA, the fast fallback) on the teacher's vectors of one layer, then *transform* the student's
@@ -70,6 +72,32 @@ REPRESENTATIONS = ("cls", "mean", "tokens")
 METHODS = ("umap", "pca")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EPS = 1e-8
+
+
+# ---- threads ----------------------------------------------------------------------------------------------------
+
+_THREADS_LOCK = threading.Lock()
+
+
+class _one_thread:
+    """Run the matrix statistics (cosines, CKA) on one intra-op thread, then restore the setting.
+
+    They are many small, memory-bound tensor ops; a second thread gains nothing there and, when the cores are
+    busy (a training run next to the app, other processes), every op waits for it: measured on 2 shared cores,
+    the CKA of a 256-example `tokens` sample took 15-28 s with 2 threads and 0.45 s with one.
+    """
+
+    def __enter__(self):
+        _THREADS_LOCK.acquire()
+        self.previous = torch.get_num_threads()
+        if self.previous != 1:
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous != 1:
+            torch.set_num_threads(self.previous)
+        _THREADS_LOCK.release()
 
 
 # ---- representations ----------------------------------------------------------------------------------------------
@@ -130,43 +158,72 @@ class Representations:
 
 
 @torch.no_grad()
-def collect_representations(model, batches: Iterable[dict[str, torch.Tensor]], representation: str = "cls",
-                            device: torch.device | str | None = None) -> Representations:
-    """Run `model` over `batches` (dicts with input_ids/attention_mask/...) and keep every layer's vectors."""
-    _check_representation(representation)
+def collect_all(model, batches: Iterable[dict[str, torch.Tensor]], representations: Sequence[str] = REPRESENTATIONS,
+                device: torch.device | str | None = None, order: Sequence[int] | None = None
+                ) -> dict[str, Representations]:
+    """One pass of `model` over `batches`, keeping every layer's vectors in each of `representations`.
+
+    order: when the batches hold the examples in another order than the caller's (sorted by length, so little
+    is padding), order[i] is the caller's index of the i-th example seen; rows and logits come back in the
+    caller's order (rows grouped by example, then by position).
+    """
+    for r in representations:
+        _check_representation(r)
     start = time.perf_counter()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    layers: list[list[np.ndarray]] = []
-    examples, positions, logits = [], [], []
+    layers: dict[str, list[list[np.ndarray]]] = {r: [] for r in representations}
+    examples: dict[str, list[np.ndarray]] = {r: [] for r in representations}
+    positions: dict[str, list[np.ndarray]] = {r: [] for r in representations}
+    logits = []
     offset = 0
     try:
         for batch in batches:
             inputs = {k: batch[k].to(device) for k in _MODEL_INPUTS if k in batch}
             out = model(**inputs, output_hidden_states=True)
             mask = inputs["attention_mask"]
-            if not layers:
-                layers = [[] for _ in out.hidden_states]
-            if len(out.hidden_states) != len(layers):
-                raise LRCError("the model returned a different number of hidden states between batches")
-            for k, hidden in enumerate(out.hidden_states):
-                rows, ex, pos = _rows(hidden.float(), mask, representation)
-                layers[k].append(rows.cpu().numpy().astype(np.float32, copy=False))
-                if k == 0:
-                    examples.append(ex.cpu().numpy() + offset)
-                    positions.append(pos.cpu().numpy())
+            for r in representations:
+                if not layers[r]:
+                    layers[r] = [[] for _ in out.hidden_states]
+                if len(out.hidden_states) != len(layers[r]):
+                    raise LRCError("the model returned a different number of hidden states between batches")
+                for k, hidden in enumerate(out.hidden_states):
+                    rows, ex, pos = _rows(hidden.float(), mask, r)
+                    layers[r][k].append(rows.cpu().numpy().astype(np.float32, copy=False))
+                    if k == 0:
+                        examples[r].append(ex.cpu().numpy() + offset)
+                        positions[r].append(pos.cpu().numpy())
             logits.append(out.logits.float().cpu().numpy())
             offset += int(mask.shape[0])
     finally:
         model.train(was_training)
-    if not layers:
+    if not logits:
         raise LRCError("no examples to analyse")
-    return Representations(
-        layers=[np.concatenate(x) for x in layers], row_example=np.concatenate(examples).astype(np.int64),
-        row_position=np.concatenate(positions).astype(np.int64), logits=np.concatenate(logits),
-        representation=representation, seconds=time.perf_counter() - start,
-    )
+    all_logits = np.concatenate(logits)
+    perm = np.arange(offset) if order is None else np.asarray(order, dtype=np.int64)
+    if perm.shape != (offset,) or not np.array_equal(np.sort(perm), np.arange(offset)):
+        raise LRCError(f"order must be a permutation of the {offset} examples")
+    out_logits = np.empty_like(all_logits)
+    out_logits[perm] = all_logits
+    seconds = time.perf_counter() - start
+    result = {}
+    for r in representations:
+        ex = perm[np.concatenate(examples[r]).astype(np.int64)]
+        pos = np.concatenate(positions[r]).astype(np.int64)
+        rows = np.lexsort((pos, ex))  # by example, then position
+        result[r] = Representations(
+            layers=[np.ascontiguousarray(np.concatenate(x)[rows]) for x in layers[r]], row_example=ex[rows],
+            row_position=pos[rows], logits=out_logits, representation=r, seconds=seconds,
+        )
+    return result
+
+
+def collect_representations(model, batches: Iterable[dict[str, torch.Tensor]], representation: str = "cls",
+                            device: torch.device | str | None = None,
+                            order: Sequence[int] | None = None) -> Representations:
+    """Run `model` over `batches` (dicts with input_ids/attention_mask/...) and keep every layer's vectors."""
+    return collect_all(model, batches, (representation,), device, order)[representation]
 
 
 # ---- projections ----------------------------------------------------------------------------------------------------
@@ -233,22 +290,31 @@ class Projector:
 
 # ---- cosines --------------------------------------------------------------------------------------------------------
 
-def _example_cosines(s: torch.Tensor, t: torch.Tensor, example: torch.Tensor, position: torch.Tensor,
-                     n: int) -> tuple[torch.Tensor, torch.Tensor]:
+class _TeacherSide:
+    """A teacher layer prepared once for many student layers: unit rows and their per-position sums."""
+
+    def __init__(self, rows: torch.Tensor, position: torch.Tensor):
+        self.unit = F.normalize(rows.float(), dim=-1, eps=_EPS)
+        npos = int(position.max()) + 1 if position.numel() else 1
+        self.sum = torch.zeros(npos, self.unit.shape[1]).index_add_(0, position, self.unit)
+        self.count = torch.bincount(position, minlength=npos).double()
+
+
+def _example_cosines(s: torch.Tensor, t: torch.Tensor | _TeacherSide, example: torch.Tensor,
+                     position: torch.Tensor, n: int, unit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per example: mean cos(own teacher row, student row), and mean cos to other examples' teacher rows.
 
     Rows are aligned (row r of s and t is the same example and position). A student row is compared with the
-    teacher rows of every *other* example at the same position, in O(R * D) through per-position sums.
+    teacher rows of every *other* example at the same position, in O(R * D) through per-position sums
+    (float32 dot products, float64 sums).
     """
-    s = F.normalize(s.double(), dim=-1, eps=_EPS)
-    t = F.normalize(t.double(), dim=-1, eps=_EPS)
-    own_rows = (s * t).sum(-1)
-    npos = int(position.max()) + 1 if position.numel() else 1
-    t_sum = torch.zeros(npos, t.shape[1], dtype=t.dtype).index_add_(0, position, t)
-    count = torch.bincount(position, minlength=npos).to(t.dtype)
-    neg_num = (s * t_sum[position]).sum(-1) - own_rows
-    neg_cnt = count[position] - 1.0
-    zeros = torch.zeros(n, dtype=t.dtype)
+    side = t if isinstance(t, _TeacherSide) else _TeacherSide(t, position)
+    if not unit:
+        s = F.normalize(s.float(), dim=-1, eps=_EPS)
+    own_rows = (s * side.unit).sum(-1).double()
+    neg_num = (s * side.sum[position]).sum(-1).double() - own_rows
+    neg_cnt = side.count[position] - 1.0
+    zeros = torch.zeros(n, dtype=torch.float64)
     rows_per = zeros.clone().index_add_(0, example, torch.ones_like(own_rows))
     own = zeros.clone().index_add_(0, example, own_rows) / rows_per.clamp_min(1.0)
     neg_den = zeros.clone().index_add_(0, example, neg_cnt)
@@ -262,13 +328,9 @@ def _nanmean(x: torch.Tensor) -> float:
     return float(x.mean()) if x.numel() else float("nan")
 
 
-def similarity_matrix(teacher: Representations, student: Representations, projector: Projector,
-                      teacher_layers: Sequence[int] | None = None,
-                      student_layers: Sequence[int] | None = None) -> dict[str, Any]:
-    """Mean cosine (own example, other examples), margin and angular distance for every layer pair.
-
-    Matrices are lists of rows: [teacher layer][student layer]. NaN marks a pair that is not comparable.
-    """
+def _similarity_matrix(teacher: Representations, student: Representations, projector: Projector,
+                       teacher_layers: Sequence[int] | None = None,
+                       student_layers: Sequence[int] | None = None) -> dict[str, Any]:
     _same_rows(teacher, student)
     start = time.perf_counter()
     tl = list(range(len(teacher.layers))) if teacher_layers is None else list(teacher_layers)
@@ -278,15 +340,15 @@ def similarity_matrix(teacher: Representations, student: Representations, projec
     own = np.full((len(tl), len(sl)), np.nan)
     neg = np.full((len(tl), len(sl)), np.nan)
     sources = []
-    t_rows = {i: torch.from_numpy(teacher.layers[i]) for i in tl}
+    t_rows = {i: _TeacherSide(torch.from_numpy(teacher.layers[i]), pos) for i in tl}
     for c, j in enumerate(sl):
         sources.append(projector.source(j))
         projected = projector.apply(j, student.layers[j])
         if projected is None:
             continue
-        s = torch.from_numpy(np.ascontiguousarray(projected))
+        s = F.normalize(torch.from_numpy(np.ascontiguousarray(projected)).float(), dim=-1, eps=_EPS)
         for r, i in enumerate(tl):
-            o, g = _example_cosines(s, t_rows[i], ex, pos, n)
+            o, g = _example_cosines(s, t_rows[i], ex, pos, n, unit=True)
             own[r, c], neg[r, c] = _nanmean(o), _nanmean(g)
     return {
         "teacher_layers": tl, "student_layers": sl,
@@ -296,6 +358,17 @@ def similarity_matrix(teacher: Representations, student: Representations, projec
         "num_examples": n, "num_rows": int(teacher.row_example.shape[0]),
         "seconds": time.perf_counter() - start,
     }
+
+
+def similarity_matrix(teacher: Representations, student: Representations, projector: Projector,
+                      teacher_layers: Sequence[int] | None = None,
+                      student_layers: Sequence[int] | None = None) -> dict[str, Any]:
+    """Mean cosine (own example, other examples), margin and angular distance for every layer pair.
+
+    Matrices are lists of rows: [teacher layer][student layer]. NaN marks a pair that is not comparable.
+    """
+    with _one_thread():
+        return _similarity_matrix(teacher, student, projector, teacher_layers, student_layers)
 
 
 def mapped_cosines(similarity: dict[str, Any], layer_map: Sequence[int]) -> dict[str, Any]:
@@ -329,10 +402,13 @@ def _jsonable(x: np.ndarray) -> list:
 
 # ---- linear CKA ---------------------------------------------------------------------------------------------------
 
-def _u_center(gram: torch.Tensor) -> torch.Tensor:
-    """U-centring (Szekely & Rizzo 2014): <U(K), U(L)> / (n (n - 3)) is the unbiased HSIC of Song et al. 2012."""
+def _u_center(gram: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """U-centring (Szekely & Rizzo 2014): <U(K), U(L)> / (n (n - 3)) is the unbiased HSIC of Song et al. 2012.
+
+    Works on one [n, n] Gram matrix or a stack [..., n, n].
+    """
     n = gram.shape[-1]
-    k = gram.clone()
+    k = gram if inplace else gram.clone()
     k.diagonal(dim1=-2, dim2=-1).zero_()
     row = k.sum(-1, keepdim=True)
     total = row.sum(-2, keepdim=True)
@@ -354,13 +430,8 @@ def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> float:
     return float((trace + middle - last) / (n * (n - 3)))
 
 
-def cka_matrix(teacher: Representations | Sequence[np.ndarray], student: Representations | Sequence[np.ndarray],
-               batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Minibatch linear CKA between every teacher layer (rows) and every student layer (columns).
-
-    Takes Representations (rows must match) or plain lists of [R, D] arrays. Rows are shuffled with `seed`
-    and split into ceil(R / batch_size) near-equal minibatches; HSIC estimates are averaged over them.
-    """
+def _cka_matrix(teacher: Representations | Sequence[np.ndarray], student: Representations | Sequence[np.ndarray],
+                batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     if isinstance(teacher, Representations) and isinstance(student, Representations):
         _same_rows(teacher, student)
@@ -379,16 +450,26 @@ def cka_matrix(teacher: Representations | Sequence[np.ndarray], student: Represe
     ts = torch.zeros(len(t_layers), len(s_layers), dtype=torch.float64)
     tt = torch.zeros(len(t_layers), dtype=torch.float64)
     ss = torch.zeros(len(s_layers), dtype=torch.float64)
+    t_size = torch.zeros(len(t_layers), dtype=torch.float64)
+    s_size = torch.zeros(len(s_layers), dtype=torch.float64)
     for idx in chunks:
         b = len(idx)
         scale = 1.0 / (b * (b - 3))
-        ut = _stacked_u(t_layers, idx)
-        us = _stacked_u(s_layers, idx)
-        ts += (ut @ us.T) * scale
-        tt += (ut * ut).sum(-1) * scale
-        ss += (us * us).sum(-1) * scale
+        ut, t_norm = _stacked_u(t_layers, idx)
+        us, s_norm = _stacked_u(s_layers, idx)
+        ts += (ut @ us.T).double() * scale
+        tt += (ut * ut).sum(-1).double() * scale
+        ss += (us * us).sum(-1).double() * scale
+        t_size += t_norm * scale
+        s_size += s_norm * scale
+    # a layer whose vectors are the same for every example, like the [CLS] row of the embedding layer, has no
+    # similarity structure: HSIC(K, K) / (tr K)^2 ~ (spread / length)^4 vanishes (float32 noise of 1e-7 gives
+    # 1e-28), and CKA is undefined there (NaN). A real spread of 1e-3 of the length (1e-12) still counts.
+    t_ok = tt > 1e-20 * t_size.clamp_min(1e-300)
+    s_ok = ss > 1e-20 * s_size.clamp_min(1e-300)
     denom = torch.sqrt(tt.clamp_min(0)[:, None] * ss.clamp_min(0)[None, :])
-    cka = torch.where(denom > 0, ts / denom.clamp_min(1e-300), torch.full_like(ts, float("nan")))
+    valid = t_ok[:, None] & s_ok[None, :] & (denom > 0)
+    cka = torch.where(valid, ts / denom.clamp_min(1e-300), torch.full_like(ts, float("nan")))
     return {
         "teacher_layers": list(range(len(t_layers))), "student_layers": list(range(len(s_layers))),
         "cka": _jsonable(cka.numpy()), "representation": rep, "num_rows": int(rows),
@@ -398,13 +479,33 @@ def cka_matrix(teacher: Representations | Sequence[np.ndarray], student: Represe
     }
 
 
-def _stacked_u(layers: Sequence[np.ndarray], idx: np.ndarray) -> torch.Tensor:
-    """U-centred linear Gram matrices of one minibatch, one flattened row per layer: [layers, b*b]."""
-    out = []
+def cka_matrix(teacher: Representations | Sequence[np.ndarray], student: Representations | Sequence[np.ndarray],
+               batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Minibatch linear CKA between every teacher layer (rows) and every student layer (columns).
+
+    Takes Representations (rows must match) or plain lists of [R, D] arrays. Rows are shuffled with `seed`
+    and split into ceil(R / batch_size) near-equal minibatches; HSIC estimates are averaged over them.
+    """
+    with _one_thread():
+        return _cka_matrix(teacher, student, batch_size, seed)
+
+
+def _stacked_u(layers: Sequence[np.ndarray], idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """U-centred linear Gram matrices of one minibatch, one flattened row per layer ([layers, b*b]), and the
+    size (trace of the raw Gram matrix, squared) a vanishing HSIC(K, K) is judged against.
+
+    The features are centred over the minibatch (in float64) before the Gram matrix is formed in float32: the
+    large common offset of a language model's hidden states would otherwise eat float32's precision, and
+    U-centring removes exactly that offset anyway (it cancels every term of the form a_i + b_j).
+    """
+    grams, sizes = [], []
     for x in layers:
         xb = torch.from_numpy(np.ascontiguousarray(x[idx])).double()
-        out.append(_u_center(xb @ xb.T).reshape(-1))
-    return torch.stack(out)
+        sizes.append(xb.pow(2).sum() ** 2)
+        xc = (xb - xb.mean(0, keepdim=True)).float()
+        grams.append(xc @ xc.T)
+    u = _u_center(torch.stack(grams), inplace=True)
+    return u.reshape(len(layers), -1), torch.stack(sizes)
 
 
 # ---- 2-D maps -------------------------------------------------------------------------------------------------------
@@ -464,6 +565,38 @@ class Map2D:
             return np.asarray(self.model.transform(_unit_rows(x)), dtype=np.float64)
 
 
+_WARM = {"thread": None}
+
+
+def warm_up_umap(background: bool = True) -> threading.Thread | None:
+    """Compile umap-learn's numba code once per process (a tiny fit and transform), in a daemon thread.
+
+    The first UMAP of a process spends most of its time in numba's JIT compile (measured 25-40 s on 2 busy
+    CPU cores, then about 1 s per map). The app starts this when the Layers tab is first used, so the compile
+    overlaps loading the models; a later `Map2D("umap")` reuses the compiled code.
+    """
+    if _WARM["thread"] is not None:
+        return _WARM["thread"]
+
+    def work():
+        try:
+            x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+            m = Map2D("umap", seed=0)
+            m.fit(x)
+            m.transform(x[:5])
+        except Exception:  # only a speed-up: a failure shows up (with its message) in the real map
+            pass
+
+    if not background:
+        work()
+        _WARM["thread"] = threading.current_thread()
+        return None
+    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    _WARM["thread"] = thread
+    thread.start()
+    return thread
+
+
 # ---- snapshots during training --------------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -484,7 +617,7 @@ def probe_alignment(student, projections, teacher, batch: dict[str, torch.Tensor
         for m, _ in modes:
             m.eval()
         s_out = student(**inputs, output_hidden_states=True)
-        t_out = teacher(**inputs, output_hidden_states=True)
+        teacher_sides = _probe_teacher(teacher, inputs, layer_map, representation)
         n = int(mask.shape[0])
         own, neg = [], []
         for m, layer in enumerate(layer_map):
@@ -492,12 +625,12 @@ def probe_alignment(student, projections, teacher, batch: dict[str, torch.Tensor
             if projections is not None:
                 s_hidden = projections(m, s_hidden).float()
             s_rows, ex, pos = _rows(s_hidden, mask, representation)
-            t_rows, _, _ = _rows(t_out.hidden_states[layer].float(), mask, representation)
-            if s_rows.shape[-1] != t_rows.shape[-1]:
+            side = teacher_sides[layer]
+            if s_rows.shape[-1] != side.unit.shape[-1]:
                 own.append(float("nan"))
                 neg.append(float("nan"))
                 continue
-            o, g = _example_cosines(s_rows.cpu(), t_rows.cpu(), ex.cpu(), pos.cpu(), n)
+            o, g = _example_cosines(s_rows.cpu(), side, ex.cpu(), pos.cpu(), n)
             own.append(_nanmean(o))
             neg.append(_nanmean(g))
     finally:
@@ -507,11 +640,35 @@ def probe_alignment(student, projections, teacher, batch: dict[str, torch.Tensor
             "margin": [a - b for a, b in zip(own, neg)], "probe_examples": n}
 
 
+_PROBE_CACHE: dict[str, Any] = {}
+
+
+def _probe_teacher(teacher, inputs: dict[str, torch.Tensor], layer_map: Sequence[int],
+                   representation: str) -> dict[int, _TeacherSide]:
+    """The teacher's side of a probe, computed once per (teacher, probe batch) and reused by later snapshots:
+    the teacher is frozen during distillation, so only the student's forward is needed each time."""
+    import weakref
+
+    key = (id(teacher), representation, tuple(layer_map),
+           hash(inputs["input_ids"].cpu().numpy().tobytes()), tuple(inputs["input_ids"].shape))
+    cached = _PROBE_CACHE.get("entry")
+    if cached is not None and cached[0] == key and cached[1]() is teacher:
+        return cached[2]
+    out = teacher(**inputs, output_hidden_states=True)
+    mask = inputs["attention_mask"]
+    sides = {}
+    for layer in set(layer_map):
+        rows, _ex, pos = _rows(out.hidden_states[layer].float(), mask, representation)
+        sides[layer] = _TeacherSide(rows.cpu(), pos.cpu())
+    _PROBE_CACHE["entry"] = (key, weakref.ref(teacher), sides)  # one entry: the current run's probe
+    return sides
+
+
 def read_snapshots(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The snapshot events of a run, in step order (a later snapshot of the same step wins)."""
     by_step: dict[int, dict[str, Any]] = {}
     for ev in events:
-        if ev.get("type") == "snapshot" and isinstance(ev.get("cos_own"), list):
+        if ev.get("type") == "snapshot" and isinstance(ev.get("cos_own"), list) and "phase" not in ev:
             by_step[int(ev.get("step", 0))] = ev
     out = []
     for step in sorted(by_step):
@@ -576,9 +733,19 @@ class RunAnalysis:
         return tuple(parts)
 
     @property
-    def teacher_spec(self) -> str | None:
-        spec = self.summary.get("teacher") or self.config.get("teacher")
-        if spec and not Path(spec).is_absolute() and not Path(spec).exists():
+    def teacher_spec(self) -> str:
+        """The teacher the run distilled from: the summary's, else the `teacher_ready` event of a run still
+        going, else the configured one. A run that names none yet (its default teacher is still being
+        fine-tuned) is refused rather than compared with the raw bundled backbone."""
+        spec = self.summary.get("teacher")
+        if not spec:
+            from .runs import Run
+
+            ready = [e.get("path") for e in Run(self.path).iter_events() if e.get("type") == "teacher_ready"]
+            spec = ready[-1] if ready else self.config.get("teacher")
+        if not spec:
+            raise LRCError(f"run {self.path.name} does not record its teacher yet; wait until its teacher is ready")
+        if not Path(spec).is_absolute() and not Path(spec).exists():
             for base in (self.path.parent, self.path.parent.parent):
                 if (base / spec).exists():
                     return str(base / spec)
@@ -615,7 +782,6 @@ class RunAnalysis:
 
     def _load(self) -> _Models:
         from .models import load_classifier, load_tokenizer, uniform_layer_map
-        from .tasks import get_task
 
         task = self._task()
         teacher = load_classifier(self.teacher_spec, task).to(self.device).eval()
@@ -627,7 +793,7 @@ class RunAnalysis:
         return _Models(teacher, tokenizer, task, [int(x) for x in layer_map])
 
     def _task(self):
-        from .tasks import custom_task, get_task
+        from .tasks import get_task
 
         name = self.config.get("task", "sst2")
         if name != "custom" and not self.config.get("train_file"):
@@ -713,25 +879,29 @@ class RunAnalysis:
                 self._cache[key] = {"dataset": ds, "texts": texts, "labels": list(ds["label"])}
             return self._cache[key]
 
-    def _batches(self, n: int, batch_size: int = 64) -> list[dict[str, torch.Tensor]]:
+    def _batches(self, n: int, batch_size: int = 64) -> tuple[list[dict[str, torch.Tensor]], np.ndarray]:
+        """The sample tokenized and batched shortest first (little padding), with the order to undo that."""
         from .data import make_loader, tokenize
 
         key = ("batches", int(n))
         if key not in self._cache:
             tok = tokenize(self.examples(n)["dataset"], self.models.tokenizer, self.max_seq_length)
-            self._cache[key] = list(make_loader(tok, self.models.tokenizer, batch_size, shuffle=False))
+            order = np.argsort(np.asarray(tok["length"]), kind="stable")
+            loader = make_loader(tok.select(order.tolist()), self.models.tokenizer, batch_size, shuffle=False)
+            self._cache[key] = (list(loader), order)
         return self._cache[key]
 
     # -- representations --
     def representations(self, model: str, representation: str, n: int) -> Representations:
-        """model: "teacher", "trained" or "initial"."""
+        """model: "teacher", "trained" or "initial". One forward pass fills all three representations."""
         _check_representation(representation)
-        key = ("reps", model, representation, int(n), self.fingerprint() if model == "trained" else None)
+        key = ("reps", model, int(n), self.fingerprint() if model == "trained" else None)
         with self._lock:
             if key not in self._cache:
                 net = self.models.teacher if model == "teacher" else self.student(model)[0]
-                self._cache[key] = collect_representations(net, self._batches(n), representation, self.device)
-            return self._cache[key]
+                batches, order = self._batches(n)
+                self._cache[key] = collect_all(net, batches, REPRESENTATIONS, self.device, order)
+            return self._cache[key][representation]
 
     def _cached(self, key: tuple, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
@@ -823,6 +993,14 @@ class RunAnalysis:
 
         return read_snapshots(Run(self.path).iter_events())
 
+    def stage2_step(self) -> int | None:
+        """The step stage 2 began at (from the run's `stage` event), None for a one-stage run."""
+        from .runs import Run
+
+        steps = [int(e.get("step", 0)) for e in Run(self.path).iter_events()
+                 if e.get("type") == "stage" and "phase" not in e]
+        return steps[-1] if steps else None
+
     def accuracy(self, variant: str, representation: str, n: int) -> dict[str, float | None]:
         """Agreement of the sample's predictions with the gold labels (classification only)."""
         task = self.models.task
@@ -843,13 +1021,16 @@ def _predictions(logits: np.ndarray, task) -> list:
     return [names[i] if i < len(names) else str(i) for i in logits.argmax(-1).tolist()]
 
 
-_ANALYSES: "OrderedDict[str, RunAnalysis]" = OrderedDict()
+_ANALYSES: "OrderedDict[tuple, RunAnalysis]" = OrderedDict()
 _ANALYSES_LOCK = threading.Lock()
 
 
 def get_run_analysis(run_path: str | os.PathLike, data_dir: str | None = None, max_runs: int = 3) -> RunAnalysis:
     """A process-wide RunAnalysis per run folder (the last `max_runs` kept, so models do not pile up)."""
-    key = str(Path(run_path).resolve())
+    path = Path(run_path).resolve()
+    config = path / "config.json"
+    # a run folder deleted and made again under the same id is another run: its config.json is newer
+    key = (str(path), config.stat().st_mtime_ns if config.exists() else 0, data_dir)
     with _ANALYSES_LOCK:
         if key in _ANALYSES:
             _ANALYSES.move_to_end(key)
@@ -869,5 +1050,5 @@ def clear_run_analyses() -> None:
 __all__ = [
     "REPRESENTATIONS", "METHODS", "Representations", "collect_representations", "Projector", "similarity_matrix",
     "mapped_cosines", "cka_matrix", "hsic_unbiased", "Map2D", "probe_alignment", "read_snapshots", "RunAnalysis",
-    "get_run_analysis", "clear_run_analyses", "STUDENT_VARIANTS",
+    "get_run_analysis", "clear_run_analyses", "STUDENT_VARIANTS", "warm_up_umap", "collect_all",
 ]
