@@ -225,12 +225,12 @@ def _out_run(args: argparse.Namespace, cfg: DistillConfig, kind: str):
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from .pipeline import run_teacher
+    from .pipeline import labels_only, run_teacher
 
     cfg = _config(args)
     # a teacher run trains for teacher_epochs at teacher_lr unless --epochs / --lr say otherwise
-    cfg = cfg.override(teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
-                       lr=cfg.teacher_lr if args.lr is None else None)
+    cfg = labels_only(cfg, teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
+                      lr=cfg.teacher_lr if args.lr is None else None)  # config.json records what really ran
     _store, run = _out_run(args, cfg, "teacher")
     with _StopOnSignal() as stop:
         end = _show(run_teacher(cfg, run, stop.event.is_set))

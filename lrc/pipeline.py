@@ -107,7 +107,7 @@ def teacher_cache_id(cfg: DistillConfig) -> str:
     key = json.dumps({
         "task": cfg.task, "backbone": cfg.teacher or BUNDLED_TEACHER, "data_dir": str(cfg.data_dir),
         "train_file": cfg.train_file, "max_train": cfg.max_train_examples, "len": cfg.max_seq_length,
-        "epochs": cfg.teacher_epochs, "lr": cfg.teacher_lr, "seed": cfg.seed, "data_seed": 0,
+        "epochs": float(cfg.teacher_epochs), "lr": float(cfg.teacher_lr), "seed": cfg.seed, "data_seed": 0,
     }, sort_keys=True)
     return f"teacher-{cfg.task}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 

@@ -1,0 +1,208 @@
+"""Plotly figures from run events: live loss curves of one run, and overlays of several runs.
+
+Only display logic lives here: events (see `lrc.train`) are sorted into series, and series into figures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# the loss terms a step event can carry, in legend order
+TERMS: tuple[tuple[str, str], ...] = (
+    ("loss", "total"), ("cos_nce", "COS-NCE"), ("soft", "soft (KL)"), ("hard", "hard (CE)"),
+)
+TERM_NAMES = dict(TERMS)
+PALETTE = ("#4f46e5", "#16a34a", "#ea580c", "#db2777", "#0891b2", "#ca8a04", "#7c3aed", "#dc2626", "#475569")
+TERM_COLORS = {"loss": "#111827", "cos_nce": "#4f46e5", "soft": "#16a34a", "hard": "#ea580c"}
+
+
+@dataclass
+class Curves:
+    """Everything a run's events say, sorted for display. Feed it events in order with `add`."""
+
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    stage2_at: int | None = None
+    start: dict[str, Any] | None = None
+    last_step: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    teacher_start: dict[str, Any] | None = None
+    teacher_step: dict[str, Any] | None = None
+    teacher_ready: dict[str, Any] | None = None
+    snapshots: int = 0
+    count: int = 0  # events seen, i.e. the line to read from next
+
+    def add(self, events: Iterable[dict[str, Any]]) -> "Curves":
+        for e in events:
+            self.count += 1
+            kind = e.get("type")
+            if e.get("phase") == "teacher":
+                if kind == "start":
+                    self.teacher_start = e
+                elif kind == "step":
+                    self.teacher_step = e
+                continue
+            if kind == "teacher_ready":
+                self.teacher_ready = e
+            elif kind == "start":
+                self.start = e
+            elif kind == "step":
+                self.last_step = e
+                for key, _name in TERMS:
+                    value = e.get(key)
+                    if isinstance(value, (int, float)):
+                        self.series.setdefault(key, []).append((int(e["step"]), float(value)))
+            elif kind == "stage":
+                self.stage2_at = int(e.get("step", 0))
+            elif kind == "eval":
+                self.evals.append(e)
+            elif kind == "end":
+                self.end = e
+            elif kind == "snapshot":
+                self.snapshots += 1
+        return self
+
+    @property
+    def total_steps(self) -> int | None:
+        if self.start and self.start.get("total_steps"):
+            return int(self.start["total_steps"])
+        return None
+
+    @property
+    def step(self) -> int:
+        return int(self.last_step["step"]) if self.last_step else 0
+
+    def eval_points(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        """Dev metric per split: {split: [(step, value), ...]}."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for e in self.evals:
+            value = (e.get("metrics") or {}).get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                out.setdefault(e.get("split", "dev"), []).append((int(e.get("step", 0)), float(value)))
+        return out
+
+    def latest_metrics(self) -> dict[str, dict[str, float]]:
+        latest: dict[str, dict[str, float]] = {}
+        for e in self.evals:
+            latest[e.get("split", "dev")] = e.get("metrics") or {}
+        return latest
+
+
+def curves_of(events: Iterable[dict[str, Any]]) -> Curves:
+    return Curves().add(events)
+
+
+def _base(title: str, metric: str | None) -> go.Figure:
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}}, height=400, template="plotly_white",
+        margin={"l": 50, "r": 50, "t": 50, "b": 40}, uirevision="keep",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        hovermode="x unified",
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    if metric:
+        bounded = metric in ("accuracy", "f1", "macro_f1")
+        fig.update_yaxes(title_text=f"dev {metric}", secondary_y=True, showgrid=False,
+                         **({"range": [0, 1.02]} if bounded else {}))
+    return fig
+
+
+def _waiting(fig: go.Figure, text: str) -> go.Figure:
+    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font={"size": 14, "color": "#6b7280"})
+    return fig
+
+
+def loss_figure(curves: Curves | None, metric: str | None = "accuracy", title: str = "") -> go.Figure:
+    """Total loss and each term against steps, the stage boundary, and dev metrics as points."""
+    fig = _base(title, metric)
+    if curves is None or not curves.series:
+        text = "no run yet: press Distill"
+        if curves is not None and curves.teacher_step:
+            t = curves.teacher_step
+            text = f"fine-tuning the teacher first: step {t.get('step')}/{t.get('total_steps')}"
+        elif curves is not None and curves.start:
+            text = "training: the first loss point lands after the first step"
+        elif curves is not None and curves.count:
+            text = "loading data and models"
+        return _waiting(fig, text)
+    many = max(len(v) for v in curves.series.values()) > 40
+    for key, name in TERMS:
+        points = curves.series.get(key)
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        fig.add_trace(go.Scatter(
+            x=list(xs), y=list(ys), name=name, mode="lines" if many else "lines+markers",
+            line={"width": 3 if key == "loss" else 1.6, "color": TERM_COLORS[key]},
+            marker={"size": 4},
+        ), secondary_y=False)
+    if metric:
+        for i, (split, points) in enumerate(curves.eval_points(metric).items()):
+            xs, ys = zip(*points)
+            fig.add_trace(go.Scatter(
+                x=list(xs), y=list(ys), name=f"{split} {metric}", mode="markers+text",
+                text=[f"{y:.3f}" for y in ys], textposition="top center",
+                marker={"size": 11, "symbol": "diamond", "color": PALETTE[(i + 4) % len(PALETTE)]},
+            ), secondary_y=True)
+    if curves.stage2_at:
+        fig.add_vline(x=curves.stage2_at, line_dash="dash", line_color="#9ca3af",
+                      annotation_text="stage 2", annotation_position="top left")
+    if curves.total_steps:
+        fig.update_xaxes(range=[0, curves.total_steps * 1.02])
+    return fig
+
+
+def compare_figure(runs: list[tuple[str, Curves, str | None]], term: str = "loss") -> go.Figure:
+    """One line per run for a loss term, dev metrics as points in the run's colour on the right axis."""
+    metrics = {m for _l, _c, m in runs if m}
+    metric = metrics.pop() if len(metrics) == 1 else None
+    fig = _base(f"{TERM_NAMES.get(term, term)} loss" + (f" and dev {metric}" if metric else ""), metric)
+    if not runs:
+        return _waiting(fig, "pick two or more runs to compare")
+    drawn = False
+    for i, (label, curves, run_metric) in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        points = curves.series.get(term) or []
+        if points:
+            xs, ys = zip(*points)
+            fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name=label, mode="lines",
+                                     line={"width": 2, "color": color}, legendgroup=label), secondary_y=False)
+            drawn = True
+        if curves.stage2_at:
+            fig.add_vline(x=curves.stage2_at, line_dash="dot", line_color=color, opacity=0.5)
+        if metric and run_metric == metric:
+            for split, pts in curves.eval_points(metric).items():
+                xs, ys = zip(*pts)
+                fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name=f"{label} {split}", mode="markers",
+                                         marker={"size": 10, "symbol": "diamond", "color": color},
+                                         legendgroup=label, showlegend=False), secondary_y=True)
+    if not drawn:
+        _waiting(fig, f"none of these runs logged the {TERM_NAMES.get(term, term)} term")
+    return fig
+
+
+def score_figure(rows: list[dict[str, Any]], metric: str) -> go.Figure:
+    """Bar chart of the main dev score per run, with the teacher's score as a marker."""
+    fig = go.Figure()
+    fig.update_layout(title={"text": f"dev {metric}", "font": {"size": 14}}, height=320, template="plotly_white",
+                      margin={"l": 50, "r": 20, "t": 50, "b": 80}, showlegend=True)
+    if not rows:
+        return _waiting(fig, "scores of the picked runs")
+    labels = [r["run"] for r in rows]
+    fig.add_trace(go.Bar(x=labels, y=[r.get("score") for r in rows], name="student",
+                         marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+                         text=[f"{r['score']:.3f}" if isinstance(r.get("score"), float) else "" for r in rows],
+                         textposition="outside"))
+    if any(isinstance(r.get("teacher_score"), float) for r in rows):
+        fig.add_trace(go.Scatter(x=labels, y=[r.get("teacher_score") for r in rows], name="teacher",
+                                 mode="markers", marker={"symbol": "line-ew-open", "size": 30, "color": "#111827",
+                                                         "line": {"width": 3}}))
+    return fig
