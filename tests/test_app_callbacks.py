@@ -135,7 +135,10 @@ def test_distill_streams_curves_to_the_end(env, lrc_run):
     run_id, status, fig = outputs[-1]
     assert run_id == "tiny-lrc"
     assert "completed" in status.lower() and "dev accuracy" in status, status
-    assert len(outputs) >= 3  # queued/loading, training, done
+    # at least the first state and the final one; how many training states land in between depends on the
+    # machine's speed (a quiet machine finishes 6 tiny steps within one poll), so streaming itself is checked by
+    # the progress calls below and by the browser test
+    assert len(outputs) >= 2 and "loading" in outputs[0][1].lower()
     names = {trace.name for trace in fig.data}
     assert {"total", "COS-NCE", "soft (KL)", "hard (CE)", "dev accuracy"} <= names, names
     total = next(t for t in fig.data if t.name == "total")
