@@ -6,6 +6,7 @@ Everything here is sized for 2 CPU cores: hidden 32 teachers, 16-wide students, 
 from __future__ import annotations
 
 import os
+import shutil
 
 # no network in tests: the hub must never be contacted (set before transformers/datasets are imported)
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -212,3 +213,29 @@ def tiny_config(**changes):
 @pytest.fixture
 def tiny_cfg():
     return tiny_config
+
+
+# ---- headless Chromium, shared by every browser test -----------------------------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (never `playwright install`); fails, never skips, when it can't start."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"the browser test needs Playwright's Python package (pip install playwright): {exc}")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM")
+    pw = sync_playwright().start()
+    try:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+    except Exception as exc:  # the message says what is missing (libraries, sandbox, ...)
+        pw.stop()
+        pytest.fail(f"headless Chromium at {CHROMIUM} could not start: {exc}")
+    yield browser
+    browser.close()
+    pw.stop()

@@ -8,7 +8,6 @@ browser cannot start, the test fails and says why: it never skips silently.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,7 @@ from app.testing import AppProcess, make_tiny_teacher, write_preset, write_tiny_
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = os.environ.get("LRC_SCREENSHOTS")  # a folder: also save a screenshot of each step there
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        pytest.fail(f"the browser test needs Playwright's Python package (pip install playwright): {exc}")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM")
-    pw = sync_playwright().start()
-    try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-    except Exception as exc:  # the message says what is missing (libraries, sandbox, ...)
-        pw.stop()
-        pytest.fail(f"headless Chromium at {CHROMIUM} could not start: {exc}")
-    yield browser
-    browser.close()
-    pw.stop()
 
 
 @pytest.fixture(scope="module")

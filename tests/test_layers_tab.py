@@ -7,7 +7,6 @@ package; when the browser cannot start the test fails and says why, it never ski
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -20,8 +19,6 @@ from lrc.analysis import clear_run_analyses
 
 from test_analysis import make_tiny_run
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = os.environ.get("LRC_SCREENSHOTS")
 
 
@@ -147,25 +144,6 @@ def layers_app(store_with_run):
         yield f"http://127.0.0.1:{port}/", run_id
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        pytest.fail(f"the browser test needs Playwright's Python package (pip install playwright): {exc}")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM")
-    pw = sync_playwright().start()
-    try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-    except Exception as exc:  # the message says what is missing (libraries, sandbox, ...)
-        pw.stop()
-        pytest.fail(f"headless Chromium at {CHROMIUM} could not start: {exc}")
-    yield browser
-    browser.close()
-    pw.stop()
 
 
 def _plot_js(elem_id: str, kind: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from conftest import tiny_config
-from lrc.models import build_student, load_classifier, load_tokenizer
+from lrc.models import load_classifier, load_tokenizer
 from lrc.pipeline import _execute, load_data
 from lrc.runs import RunStore
 from lrc.teacher_cache import build_or_load
 from lrc.data import tokenize
-from lrc.train import Distiller, represent
+from lrc.train import represent
 
 
 def _losses(tmp_path, name, cfg, teacher_dir):
