@@ -6,7 +6,6 @@ in `assets/presets/` whose keys are these field names; `validate()` turns nonsen
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -247,7 +246,3 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
 def config_from_preset(name: str | None, **overrides: Any) -> DistillConfig:
     base = DistillConfig.from_dict(load_preset(name)) if name else DistillConfig()
     return base.override(**overrides)
-
-
-def replace(cfg: DistillConfig, **changes: Any) -> DistillConfig:
-    return dataclasses.replace(cfg, **changes)

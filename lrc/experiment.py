@@ -9,7 +9,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .config import DistillConfig
@@ -163,11 +162,3 @@ def markdown_table(result: dict[str, Any]) -> str:
         for variant, row in rob.items():
             lines.append(f"| {variant} | " + " | ".join(f"{row.get(c, float('nan')):.4f}" for c in cols) + " |")
     return "\n".join(lines)
-
-
-def load_experiment(store: RunStore, name: str) -> dict[str, Any]:
-    path = Path(store.root) / name / "experiment.json"
-    data = read_json(path)
-    if data is None:
-        raise ConfigError(f"no experiment {name!r} in {store.root}")
-    return data

@@ -6,7 +6,6 @@ weights per call nor grow without limit.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import unicodedata
@@ -111,12 +110,3 @@ def predict(spec_or_loaded: str | LoadedModel, text_a: str, text_b: str | None =
     best = int(torch.tensor(probs).argmax())
     return Prediction(names[best], dict(zip(names, probs)), None, latency, truncated,
                       int(inputs["input_ids"].shape[1]), params, notes)
-
-
-def model_task(spec: str) -> str | None:
-    """The task a saved model was trained for, from the lrc_model.json the pipeline writes next to it."""
-    try:
-        meta = Path(resolve_model_path(spec)) / "lrc_model.json"
-        return json.loads(meta.read_text()).get("task") if meta.exists() else None
-    except (LRCError, OSError, json.JSONDecodeError):
-        return None
