@@ -149,40 +149,44 @@ def test_cap_larger_than_data_keeps_everything(glue_dir):
 
 def test_wrong_column_count_names_file_and_line(glue_dir):
     path = glue_dir / "RTE" / "train.tsv"
-    lines = path.read_text().splitlines()
-    lines[3] = "3\tonly one sentence\tentailment"  # line 4 of the file: 3 fields instead of 4
-    path.write_text("\n".join(lines) + "\n")
+    _set_line(path, 3, "3\tonly one sentence\tentailment")  # line 4 of the file: 3 fields instead of 4
     with pytest.raises(DataError, match=rf"{path}:4: expected 4 tab-separated fields, found 3"):
         load_task_data("rte", glue_dir)
 
 
+def _set_line(path, index: int, text: str) -> None:
+    """Replace line `index` (0-based) of a test-written TSV."""
+    lines = path.read_text().splitlines()
+    lines[index] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _set_last_field(path, index: int, value: str) -> None:
+    """Replace the last tab-separated field (the label) of line `index`."""
+    line = path.read_text().splitlines()[index]
+    _set_line(path, index, line.rsplit("\t", 1)[0] + "\t" + value)
+
+
 def test_headerless_short_row_names_line(glue_dir):
     path = glue_dir / "CoLA" / "dev.tsv"
-    lines = path.read_text().splitlines()
-    lines[1] = "gj04\t1"
-    path.write_text("\n".join(lines) + "\n")
+    _set_line(path, 1, "gj04\t1")
     with pytest.raises(DataError, match=rf"{path}:2: expected 4"):
         load_task_data("cola", glue_dir)
 
 
 def test_unknown_label_names_file_and_line(glue_dir):
     path = glue_dir / "QNLI" / "dev.tsv"
-    lines = path.read_text().splitlines()
-    lines[5] = lines[5].rsplit("\t", 1)[0] + "\tmaybe"
-    path.write_text("\n".join(lines) + "\n")
+    _set_last_field(path, 5, "maybe")
     with pytest.raises(DataError, match=rf"{path}:6: unknown label 'maybe' for qnli"):
         load_task_data("qnli", glue_dir)
 
 
 def test_bad_regression_score_and_empty_label(glue_dir):
     path = glue_dir / "STS-B" / "train.tsv"
-    lines = path.read_text().splitlines()
-    lines[2] = lines[2].rsplit("\t", 1)[0] + "\tfive"
-    path.write_text("\n".join(lines) + "\n")
+    _set_last_field(path, 2, "five")
     with pytest.raises(DataError, match=rf"{path}:3: score 'five' is not a number"):
         load_task_data("stsb", glue_dir)
-    lines[2] = lines[2].rsplit("\t", 1)[0] + "\t"
-    path.write_text("\n".join(lines) + "\n")
+    _set_last_field(path, 2, "")
     with pytest.raises(DataError, match=rf"{path}:3: the label is empty"):
         load_task_data("stsb", glue_dir)
 
