@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, training=True)
     p.add_argument("--model", default=None, help="backbone to fine-tune: hub id or folder (default: bundled MiniLM)")
     p.add_argument("--out", default=None, help="run folder to write (default: runs/teacher-<task>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue a stopped or interrupted run folder from its latest checkpoint (its own settings)")
 
     p = sub.add_parser("distill", help="distil a student from a teacher with LRC-BERT")
     _add_common(p, training=True)
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tuned teacher: run folder, model folder or hub id (default: bundled MiniLM, fine-tuned "
                         "on the task first and cached in the runs folder)")
     p.add_argument("--out", default=None, help="run folder to write (default: runs/lrc-<task>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue a stopped or interrupted run folder from its latest checkpoint (its own settings)")
 
     p = sub.add_parser("experiment", help="baselines, LRC and its ablations over several seeds, as one table")
     _add_common(p, training=True)
@@ -224,9 +228,27 @@ def _out_run(args: argparse.Namespace, cfg: DistillConfig, kind: str):
     return store, store.create(cfg.to_dict(), kind=kind)
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """`--resume RUN`: the run's own config.json decides everything, so other settings would be ignored."""
+    from .pipeline import resume_run
+    from .runs import run_from_path
+
+    path = Path(args.resume)
+    if not (path / "config.json").exists():
+        raise LRCError(f"--resume {args.resume}: no run folder there (expected {path / 'config.json'})")
+    run = run_from_path(path)
+    with _StopOnSignal() as stop:
+        end = _show(resume_run(run, stop.event.is_set))
+    print(f"run: {run.path} ({end.get('status')}); model: {run.model_dir}")
+    _print_summary(run)
+    return 0 if end.get("status") in ("completed", "stopped") else 1
+
+
 def cmd_teacher(args: argparse.Namespace) -> int:
     from .pipeline import labels_only, run_teacher
 
+    if args.resume:
+        return cmd_resume(args)
     cfg = _config(args)
     # a teacher run trains for teacher_epochs at teacher_lr unless --epochs / --lr say otherwise
     cfg = labels_only(cfg, teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
@@ -242,6 +264,8 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 def cmd_distill(args: argparse.Namespace) -> int:
     from .pipeline import run_distill
 
+    if args.resume:
+        return cmd_resume(args)
     cfg = _config(args)
     store, run = _out_run(args, cfg, "distill")
     with _StopOnSignal() as stop:

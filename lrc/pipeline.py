@@ -182,8 +182,52 @@ def run_distill(cfg: DistillConfig, run: Run, should_stop: StopCheck | None = No
     return (yield from _execute(run, cfg, should_stop, kind=kind, data=data, teacher_spec=teacher_spec))
 
 
+# ---- resuming ---------------------------------------------------------------------------------------------------
+
+CHECKPOINT = "checkpoint"
+_RUN_META = ("kind", "created", "experiment", "variant", "preset", "owner", "resumed")
+
+
+def resumable(run: Run) -> bool:
+    """A run can continue when it has a checkpoint and is not finished or still going."""
+    return (run.path / CHECKPOINT / "trainer_state.json").exists() and run.status in ("stopped", "interrupted",
+                                                                                       "failed")
+
+
+def resume_run(run: Run, should_stop: StopCheck | None = None) -> Iterator[dict[str, Any]]:
+    """Continue a stopped, interrupted or failed run from its latest checkpoint, in its own folder.
+
+    The settings are the run's own (config.json) so the continuation is the same run; events after the checkpoint
+    (written before the crash, now superseded) are dropped from events.jsonl so the curves do not double back.
+    """
+    from .train import read_trainer_state
+
+    status = run.status
+    if status in ("running", "queued"):
+        raise LRCError(f"run {run.id} is still {status} (pid {run.status_info.get('pid')}); stop it before resuming")
+    if status == "completed":
+        raise LRCError(f"run {run.id} already completed; start a new run instead")
+    ckpt = run.path / CHECKPOINT
+    state = read_trainer_state(ckpt)
+    cfg = DistillConfig.from_dict({k: v for k, v in run.config.items() if k not in _RUN_META})
+    _trim_events(run, state["step"])
+    run.append_event({"type": "status", "message": f"resuming from the checkpoint at step {state['step']}"})
+    return _execute(run, cfg, should_stop, kind=state.get("kind", "distill"), data=None,
+                    teacher_spec=state.get("teacher_spec"), backbone=state.get("backbone"), resume_from=ckpt)
+
+
+def _trim_events(run: Run, step: int) -> None:
+    """Keep the events up to the checkpoint's step (and the end event of the interruption goes too)."""
+    from .runs import atomic_write_text
+
+    kept = [e for e in run.iter_events() if e.get("type") != "end" and (not isinstance(e.get("step"), (int, float))
+                                                                       or e["step"] <= step)]
+    atomic_write_text(run.events_path, "".join(json.dumps(e, allow_nan=True) + "\n" for e in kept))
+
+
 def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: str, data: TaskData | None,
-             teacher_spec: str | None = None, backbone: str | None = None) -> Iterator[dict[str, Any]]:
+             teacher_spec: str | None = None, backbone: str | None = None,
+             resume_from: Path | None = None) -> Iterator[dict[str, Any]]:
     should_stop = should_stop or (lambda: False)
     started = time.time()
     run.set_status("running", started=started)
@@ -219,7 +263,9 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
 
         distiller = Distiller(cfg, data, tokenizer, student, None if kind == "finetune" else teacher,
                               layer_map if kind == "distill" else [], should_stop=should_stop,
-                              on_save=on_save, accelerator=make_accelerator(cfg))
+                              on_save=on_save, accelerator=make_accelerator(cfg),
+                              checkpoint_dir=run.path / CHECKPOINT, resume_from=resume_from,
+                              checkpoint_extra={"kind": kind, "teacher_spec": teacher_spec, "backbone": backbone})
         last_eval: dict[str, dict[str, float]] = {}
         speeds: list[float] = []
         end: dict[str, Any] = {}
@@ -245,7 +291,10 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
             "layer_map": layer_map, "train_examples": len(data.train),
             "samples_per_s": sum(speeds) / len(speeds) if speeds else None,
             "seconds": time.time() - started, "model_dir": str(model_dir),
+            "checkpoint": str(run.path / CHECKPOINT) if (run.path / CHECKPOINT).exists() else None,
         }
+        if resume_from is not None:
+            summary["resumed"] = True
         run.write_summary(summary)
         run.set_status(summary["status"], finished=time.time())
     except LRCError as exc:
@@ -256,14 +305,25 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
         _fail(run, message)
         raise LRCError(message) from None
     except BaseException as exc:
+        from .train import is_disk_full
+
+        if is_disk_full(exc):
+            message = (f"not enough disk space to save into {run.path}; free some space and resume the run "
+                       f"(--resume, or Resume in the app); the previous checkpoint and model are intact")
+            _fail(run, message)
+            raise LRCError(message) from None
         _fail(run, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         raise
 
 
 def _fail(run: Run, message: str, trace: str | None = None) -> None:
+    """Record a failure; best effort, since the failure may be a full disk that refuses these writes too."""
     event = {"type": "end", "status": "failed", "message": message}
-    run.append_event(event)
-    run.set_status("failed", message=message, finished=time.time(), **({"traceback": trace} if trace else {}))
+    try:
+        run.append_event(event)
+        run.set_status("failed", message=message, finished=time.time(), **({"traceback": trace} if trace else {}))
+    except OSError:
+        pass
 
 
 def _teacher_metrics(distiller: Distiller, teacher) -> dict[str, dict[str, float]]:

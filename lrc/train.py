@@ -7,18 +7,23 @@ plots it. Events (all JSON-safe):
     {"type": "step", "stage", "step", "loss", "cos_nce", "soft", "hard", "lr", "samples_per_s", "elapsed"}
     {"type": "stage", "stage": 2, "step"}                     # the stage boundary
     {"type": "eval", "stage", "step", "split", "metrics"}
-    {"type": "checkpoint", "step"}                           # the student was saved (on_save)
+    {"type": "checkpoint", "step"}                           # student + resumable training state saved
+    {"type": "resume", "step", "from"}                         # a run continued from its checkpoint
     {"type": "end", "status": completed|stopped|diverged, "step", "message"}
 
-The Distiller itself writes nothing to disk except through the `on_save` callback; `lrc.pipeline` ties it to a
-run folder.
+The Distiller writes nothing to disk except through the `on_save` callback and, when given a `checkpoint_dir`,
+a resumable checkpoint (Accelerate's `save_state` plus the data position) swapped in atomically; `lrc.pipeline`
+ties both to a run folder.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -102,6 +107,9 @@ class Distiller:
         should_stop: StopCheck | None = None,
         on_save: Callable[[PreTrainedModel, Projections | None, str], None] | None = None,
         accelerator: Accelerator | None = None,
+        checkpoint_dir: Path | None = None,
+        resume_from: Path | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
     ):
         self.cfg = cfg.validate()
         self.task: TaskSpec = data.task
@@ -123,6 +131,13 @@ class Distiller:
             if cfg.negatives == "bank" else None
         self.step = 0
         self._rows: torch.Tensor | None = None
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resume_from = Path(resume_from) if resume_from is not None else None
+        self.checkpoint_extra = checkpoint_extra or {}
+        self._generator: torch.Generator | None = None
+        self._epoch = 0
+        self._batch_in_epoch = 0
+        self._epoch_generator_state: torch.Tensor | None = None
 
     # ---- setup ------------------------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -145,6 +160,8 @@ class Distiller:
         loader = make_loader(train, self.tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              length_grouping=cfg.length_grouping, num_workers=cfg.num_workers,
                              drop_last=len(train) > cfg.batch_size and self.uses_reps)
+        # the shuffling generator: its state at the start of an epoch plus a batch count is the data position
+        self._generator = getattr(loader.sampler, "generator", None)
         self.probe = None
         if cfg.snapshot_every and self.uses_reps:
             probe_ds = next(iter(self.dev_sets.values()))
@@ -340,10 +357,75 @@ class Distiller:
             unwrapped = self.accelerator.unwrap_model(self.model)
             self.on_save(unwrapped.student, self.projections, tag)
 
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        """Save everything a resumed run needs, atomically: a crash mid-save leaves the previous checkpoint whole.
+
+        Accelerate's `save_state` holds the model, optimizer, scheduler and RNG states; `trainer_state.json` the
+        step and the data position (the shuffling generator's state at the epoch's start and the batches taken).
+        """
+        if self.checkpoint_dir is None:
+            return
+        acc = self.accelerator
+        target = self.checkpoint_dir
+        tmp = target.with_name(f".{target.name}.tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        try:
+            acc.save_state(str(tmp))
+            if acc.is_main_process:
+                state = {"step": self.step, "epoch": self._epoch, "batch_in_epoch": self._batch_in_epoch,
+                         "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
+                         "generator_state": (self._epoch_generator_state.tolist()
+                                             if self._epoch_generator_state is not None else None),
+                         "saved": time.time(), **self.checkpoint_extra}
+                (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+        except Exception as exc:
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise disk_error(exc, target) from exc
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _restore(self) -> dict[str, Any]:
+        """Load a checkpoint made by `_checkpoint` into the prepared objects; returns its trainer state."""
+        state = read_trainer_state(self.resume_from)
+        if state["total_steps"] != self.total_steps:
+            from .errors import ConfigError
+
+            raise ConfigError(f"the checkpoint in {self.resume_from} was made for {state['total_steps']} steps but "
+                              f"this run has {self.total_steps}; resume with the run's own settings")
+        self.accelerator.load_state(str(self.resume_from))
+        self.step, self._epoch, self._batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if self._generator is not None and state.get("generator_state") is not None:
+            self._generator.set_state(torch.tensor(state["generator_state"], dtype=torch.uint8))
+        return state
+
+    def _epoch_iterator(self, skip: int = 0):
+        """A fresh pass over the loader (remembering where the shuffle started), with `skip` batches consumed."""
+        if self._generator is not None:
+            self._epoch_generator_state = self._generator.get_state().clone()
+        if hasattr(self.loader, "set_epoch"):
+            self.loader.set_epoch(self._epoch)
+        it = iter(self.loader)
+        for _ in range(skip):
+            next(it)
+        self._batch_in_epoch = skip
+        return it
+
     # ---- the loop ---------------------------------------------------------------------------------------------
     def run(self) -> Iterator[dict[str, Any]]:
         cfg, acc = self.cfg, self.accelerator
         self._prepare()
+        resumed = self._restore() if self.resume_from is not None else None
         start = time.perf_counter()
         yield {
             "type": "start", "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
@@ -351,28 +433,34 @@ class Distiller:
             "train_examples": len(self.data.train), "layer_map": self.layer_map, "distilling": self.distilling,
             "teacher_cache": self.cache_info or None,
         }
+        if resumed is not None:
+            yield {"type": "resume", "step": self.step, "from": str(self.resume_from)}
         status, message = "completed", ""
-        if self.probe is not None:
+        if self.probe is not None and resumed is None:
             yield self._snapshot_event()
         window_start, window_samples = time.perf_counter(), 0
-        data_iter = iter(self.loader)
-        epoch = 0
+        rng = torch.get_rng_state()
+        data_iter = self._epoch_iterator(self._batch_in_epoch)
+        if resumed is not None:
+            # a DataLoader iterator draws its base seed from the global RNG; the interrupted run drew that at the
+            # epoch's start, so the resumed one must not shift its dropout stream by drawing it again
+            torch.set_rng_state(rng)
         on_cpu = acc.device.type == "cpu"
         while self.step < self.total_steps:
             if self.should_stop():
                 status, message = "stopped", f"stopped by request at step {self.step}"
                 break
             stage = 1 if self.step < self.stage1_steps else 2
-            if self.step == self.stage1_steps and self.stage1_steps > 0:
+            if self.step == self.stage1_steps and self.stage1_steps > 0 and not (
+                    resumed is not None and self.step == resumed["step"]):
                 yield {"type": "stage", "stage": 2, "step": self.step}
             try:
                 batch = next(data_iter)
             except StopIteration:
-                epoch += 1
-                if hasattr(self.loader, "set_epoch"):
-                    self.loader.set_epoch(epoch)
-                data_iter = iter(self.loader)
+                self._epoch += 1
+                data_iter = self._epoch_iterator()
                 batch = next(data_iter)
+            self._batch_in_epoch += 1
             terms = self._train_step(batch, stage)
             self.step += 1
             window_samples += int(batch["input_ids"].shape[0]) * acc.num_processes
@@ -387,7 +475,7 @@ class Distiller:
             if log_now:
                 now = time.perf_counter()
                 event = {"type": "step", "stage": stage, "step": self.step, "total_steps": self.total_steps,
-                         "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
+                         "epoch": self._epoch, "lr": self.scheduler.get_last_lr()[0],
                          "samples_per_s": window_samples / max(now - window_start, 1e-9),
                          "elapsed": now - start}
                 event.update({k: float(v) for k, v in terms.items()})
@@ -401,14 +489,59 @@ class Distiller:
                 yield self._snapshot_event()
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step != self.total_steps:
                 self._save(f"step-{self.step}")
+                self._checkpoint()
                 yield {"type": "checkpoint", "step": self.step}
         if status != "diverged":
             if status == "completed":
-                yield from self._eval_events(2 if self.step > self.stage1_steps else 1)
+                final = list(self._eval_events(2 if self.step > self.stage1_steps else 1))
+                yield from final
+                if not final and self.dev_sets and self.should_stop():
+                    status, message = "stopped", "stopped during the final evaluation (the training had finished)"
             self._save("final")
+            if status == "stopped" and self.step > 0:
+                self._checkpoint()  # a stopped run can be resumed later
+                yield {"type": "checkpoint", "step": self.step}
+            elif status == "completed" and self.checkpoint_dir is not None and acc.is_main_process:
+                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)  # done: the student is the result
         acc.wait_for_everyone()
         yield {"type": "end", "status": status, "step": self.step, "message": message,
                "elapsed": time.perf_counter() - start}
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The step and data position of a checkpoint, with a clear error when there is none."""
+    from .errors import LRCError
+
+    path = Path(checkpoint) / "trainer_state.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LRCError(f"no checkpoint in {checkpoint}: the run saved none (set save_every, or stop it from the "
+                       f"app or with Ctrl-C, which checkpoints)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LRCError(f"the checkpoint in {checkpoint} is damaged (unreadable trainer_state.json)") from None
+
+
+_DISK_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG (a file-size limit), EDQUOT
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A write refused for space: an OSError, or safetensors' Rust error that only carries "(os error N)"."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return True
+    text = str(exc)
+    return any(f"os error {n})" in text for n in _DISK_ERRNOS) or "No space left" in text
+
+
+def disk_error(exc: BaseException, target: Path) -> Exception:
+    """Disk full (or a file-size limit) while saving: say so; the previous checkpoint is untouched."""
+    from .errors import LRCError
+
+    if is_disk_full(exc):
+        reason = getattr(exc, "strerror", None) or str(exc).split(": ")[-1]
+        return LRCError(f"not enough disk space to save {target} ({reason}); free some space and resume the "
+                        f"run (--resume, or Resume in the app); the previous checkpoint and model are intact")
+    return exc
 
 
 def _two_stage_schedule(optimizer, stage1_steps: int, total_steps: int, warmup_ratio: float):
@@ -450,4 +583,4 @@ def predict_dataset(model: PreTrainedModel, ds, tokenizer, batch_size: int, acce
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
-__all__ = ["Distiller", "predict_dataset", "represent", "make_accelerator", "resolve_precision"]
+__all__ = ["Distiller", "predict_dataset", "represent", "make_accelerator", "resolve_precision", "read_trainer_state"]
