@@ -51,6 +51,7 @@ _OVERRIDES: list[tuple[str, type, str]] = [
     ("student_heads", int, "student attention heads"),
     ("student_ffn", int, "student FFN size"),
     ("student_init", str, "auto | random | teacher | checkpoint"),
+    ("student_dropout", float, "student hidden/attention dropout (default 0.1)"),
     ("student_checkpoint", str, "start the student from this model (with --student-init checkpoint)"),
     ("train_file", str, "task custom: your own CSV/TSV/JSONL training file"),
     ("dev_file", str, "task custom: your own dev file"),
@@ -77,6 +78,8 @@ def _add_common(p: argparse.ArgumentParser, training: bool) -> None:
                            help="ablation: no COS-NCE (soft + hard only)")
         group.add_argument("--no-perturb", dest="perturb", action="store_false", default=None,
                            help="ablation: no gradient perturbation")
+        group.add_argument("--no-length-grouping", dest="length_grouping", action="store_false", default=None,
+                           help="plain shuffled batches instead of batches of similar lengths")
         group.add_argument("--one-stage", dest="two_stage", action="store_false", default=None,
                            help="ablation: skip stage 1 and train the total loss from the start")
         group.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None,
@@ -135,7 +138,7 @@ def _config(args: argparse.Namespace) -> DistillConfig:
     overrides: dict[str, Any] = {}
     for name, _typ, _help in _OVERRIDES:
         overrides[name] = getattr(args, name, None)
-    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache"):
+    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache", "length_grouping"):
         overrides[flag] = getattr(args, flag, None)
     if getattr(args, "layer_map", None):
         try:
@@ -185,6 +188,11 @@ def _show(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
 
     bars: dict[str, Any] = {}
     end: dict[str, Any] = {}
+    if not _is_main():  # the other processes of a multi-process run stay quiet
+        for ev in events:
+            if ev["type"] == "end" and ev.get("phase", "main") == "main":
+                end = ev
+        return end
     for ev in events:
         phase = ev.get("phase", "main")
         kind = ev["type"]
@@ -225,7 +233,20 @@ def _out_run(args: argparse.Namespace, cfg: DistillConfig, kind: str):
         store = RunStore(out.parent if str(out.parent) else ".")
         return store, store.create(cfg.to_dict(), run_id=out.name, kind=kind)
     store = RunStore()
-    return store, store.create(cfg.to_dict(), kind=kind)
+    return store, store.create(cfg.to_dict(), run_id=_shared_run_id(store, cfg, kind), kind=kind)
+
+
+def _shared_run_id(store, cfg: DistillConfig, kind: str) -> str | None:
+    """Under torchrun every process must name the same run folder: rank 0 picks it, the others receive it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=cfg.device == "cpu")
+    box = [store.new_id(cfg.task, kind) if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -239,7 +260,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = run_from_path(path)
     with _StopOnSignal() as stop:
         end = _show(resume_run(run, stop.event.is_set))
-    print(f"run: {run.path} ({end.get('status')}); model: {run.model_dir}")
+    if _is_main():
+        print(f"run: {run.path} ({end.get('status')}); model: {run.model_dir}")
     _print_summary(run)
     return 0 if end.get("status") in ("completed", "stopped") else 1
 
@@ -256,7 +278,8 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     _store, run = _out_run(args, cfg, "teacher")
     with _StopOnSignal() as stop:
         end = _show(run_teacher(cfg, run, stop.event.is_set))
-    print(f"teacher run: {run.path} ({end.get('status')}); model: {run.path / 'model'}")
+    if _is_main():
+        print(f"teacher run: {run.path} ({end.get('status')}); model: {run.path / 'model'}")
     _print_summary(run)
     return 0 if end.get("status") in ("completed", "stopped") else 1
 
@@ -270,12 +293,19 @@ def cmd_distill(args: argparse.Namespace) -> int:
     store, run = _out_run(args, cfg, "distill")
     with _StopOnSignal() as stop:
         end = _show(run_distill(cfg, run, stop.event.is_set, store=store))
-    print(f"run: {run.path} ({end.get('status')}); student: {run.path / 'student'}")
+    if _is_main():
+        print(f"run: {run.path} ({end.get('status')}); student: {run.path / 'student'}")
     _print_summary(run)
     return 0 if end.get("status") in ("completed", "stopped") else 1
 
 
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _print_summary(run) -> None:
+    if not _is_main():
+        return
     s = run.summary
     if not s:
         return

@@ -35,6 +35,7 @@ class StudentConfig:
     ffn: int = 1200
     init: str = "auto"  # auto = teacher layers when the widths match, else random
     checkpoint: str | None = None
+    dropout: float = 0.1  # hidden and attention dropout (BERT's 0.1); 0 makes runs independent of process count
 
 
 @dataclass
@@ -109,6 +110,8 @@ class DistillConfig:
         _positive_int("student.hidden", self.student.hidden, maximum=8192)
         _positive_int("student.heads", self.student.heads, maximum=128)
         _positive_int("student.ffn", self.student.ffn, maximum=32768)
+        if not 0.0 <= _number("student.dropout", self.student.dropout) < 1.0:
+            raise ConfigError(f"student.dropout must be in [0, 1); got {self.student.dropout}")
         if self.student.hidden % self.student.heads:
             raise ConfigError(
                 f"student.hidden ({self.student.hidden}) must be divisible by student.heads ({self.student.heads})"

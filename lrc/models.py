@@ -67,10 +67,26 @@ def resolve_model_path(spec: str | os.PathLike | None) -> str:
             raise ModelLoadError(f"{spec} has no config.json: it is not a saved model or run folder")
         return str(path)
     text = str(spec)
-    if text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1) or text.count("/") > 1:
+    if looks_like_path(text):
         raise ModelLoadError(f"model path {spec!r} does not exist")
-    if not _HUB_ID.match(text):
-        raise ModelLoadError(f"{spec!r} is neither an existing folder nor a valid hub id (like 'bert-base-uncased')")
+    return validate_hub_id(text)
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a string that names no existing folder was meant as a path rather than a hub id."""
+    return (text.startswith((".", "/", "~")) or "\\" in text or os.sep in text.strip("/").replace("/", "", 1)
+            or text.count("/") > 1)
+
+
+def validate_hub_id(text: str) -> str:
+    """A hub id by the hub's own rules (`name` or `owner/name`, letters, digits, '.', '_', '-', no '--' or '..'),
+    checked before any network call, so a typo or an injected string never reaches the hub client as a URL part."""
+    if (not isinstance(text, str) or not _HUB_ID.match(text) or ".." in text or "--" in text
+            or text.endswith((".", "-", ".git"))):
+        raise ModelLoadError(
+            f"{text!r} is neither an existing folder nor a valid hub id: use 'name' or 'owner/name' with letters, "
+            f"digits, '.', '_' and '-' (like 'bert-base-uncased' or 'textattack/bert-base-uncased-SST-2')"
+        )
     return text
 
 
@@ -82,11 +98,26 @@ def _check_encoder(config, spec: str) -> None:
         )
 
 
+def load_encoder_config(spec: str | None):
+    """The model's config (no weights), refused unless it is a BERT-like encoder: cheap enough to check a teacher
+    before a run is queued, so a wrong id or a decoder model is a message, not a failed run."""
+    path = resolve_model_path(spec)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load model {spec or 'bundled'!r}: {_short(exc)} (check the id or path; without internet only "
+            f"local folders and the bundled teacher work)"
+        ) from None
+    _check_encoder(config, str(spec or path))
+    return config
+
+
 def load_tokenizer(spec: str | None) -> PreTrainedTokenizerBase:
     path = resolve_model_path(spec)
     _quiet_transformers()
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load a tokenizer from {spec or 'the bundled teacher'}: {_short(exc)}") from None
 
@@ -94,17 +125,10 @@ def load_tokenizer(spec: str | None) -> PreTrainedTokenizerBase:
 def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTrainedModel:
     """Load an encoder with a sequence-classification head; a fresh head is added when the checkpoint has none.
 
-    `trust_remote_code` is never set: a model that needs custom code is refused.
+    `trust_remote_code` is always passed as False: a model that needs custom code is refused.
     """
     path = resolve_model_path(spec)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"could not load model {spec or 'bundled'!r}: {_short(exc)} (check the id or path; without internet only "
-            f"local folders and the bundled teacher work)"
-        ) from None
-    _check_encoder(config, str(spec or path))
+    config = load_encoder_config(spec)
     kwargs = {}
     if task is not None:
         num_labels = task.num_labels
@@ -116,7 +140,7 @@ def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTraine
         kwargs["problem_type"] = "regression" if task.is_regression else "single_label_classification"
     try:
         _quiet_transformers()
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         if task is not None and "mismatch" in str(exc).lower():
             raise ModelLoadError(
@@ -184,6 +208,8 @@ def build_student(
         pad_token_id=getattr(t, "pad_token_id", 0),
         num_labels=task.num_labels,
         problem_type="regression" if task.is_regression else "single_label_classification",
+        hidden_dropout_prob=shape.dropout,
+        attention_probs_dropout_prob=shape.dropout,
     )
     if not task.is_regression:
         config.id2label = dict(enumerate(task.label_names))
@@ -237,15 +263,23 @@ class Projections(nn.Module):
 
 
 class StudentWithProjections(nn.Module):
-    """The trainable part of a distillation: one module, so Accelerate/DDP wrap and sync it as one."""
+    """The trainable part of a distillation: one module, so Accelerate/DDP wrap and sync it as one.
+
+    The projections run inside `forward` and only what the loss uses is returned: DDP finds the parameters a step
+    uses from the forward's outputs, so stage 1 (COS-NCE only) returns no logits and the unused head is skipped.
+    """
 
     def __init__(self, student: PreTrainedModel, projections: Projections):
         super().__init__()
         self.student = student
         self.projections = projections
 
-    def forward(self, **batch):
-        return self.student(**batch, output_hidden_states=True)
+    def forward(self, n_projected: int = 0, with_logits: bool = True, **batch
+                ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """(logits or None, the student's layers 1..n_projected mapped to the teacher's width)."""
+        out = self.student(**batch, output_hidden_states=n_projected > 0)
+        projected = [self.projections(i, out.hidden_states[i + 1]) for i in range(n_projected)]
+        return (out.logits if with_logits else None), projected
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -297,6 +297,7 @@ def _execute(run: Run, cfg: DistillConfig, should_stop: StopCheck | None, kind: 
             summary["resumed"] = True
         run.write_summary(summary)
         run.set_status(summary["status"], finished=time.time())
+        distiller.accelerator.wait_for_everyone()  # the other processes read this status (e.g. a teacher's) next
     except LRCError as exc:
         _fail(run, str(exc))
         raise

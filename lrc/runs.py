@@ -81,9 +81,18 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def is_main_process() -> bool:
+    """Under `torchrun`/`accelerate launch` every process runs the same code; only rank 0 writes the run folder.
+
+    Read from the launcher's environment so that this module stays free of torch (the app lists runs without it).
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
 @dataclass
 class Run:
     path: Path
+    writer: bool = True  # False in the other processes of a multi-process run: they read, never write
 
     @property
     def id(self) -> str:
@@ -121,6 +130,8 @@ class Run:
 
     # --- status ---
     def set_status(self, status: str, **extra: Any) -> None:
+        if not self.writer:
+            return
         data = read_json(self.status_path, {}) or {}
         data.update(extra)
         data.update(status=status, updated=time.time())
@@ -143,6 +154,8 @@ class Run:
 
     # --- events ---
     def append_event(self, event: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         line = json.dumps(event, default=_json_default, allow_nan=True)
         with open(self.events_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
@@ -172,6 +185,8 @@ class Run:
         return sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) if model.exists() else 0
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_json(self.summary_path, summary)
 
 
@@ -195,6 +210,8 @@ class RunStore:
                exist_ok: bool = False, **meta: Any) -> Run:
         run_id = run_id or self.new_id(config.get("task", "run"), kind)
         path = self.path_for(run_id)
+        if not is_main_process():
+            return Run(path, writer=False)
         if path.exists() and any(path.iterdir()) and not exist_ok:
             raise LRCError(f"run folder {path} already exists; choose another --out or delete it")
         path.mkdir(parents=True, exist_ok=True)
@@ -218,7 +235,7 @@ class RunStore:
         path = self.path_for(run_id)
         if not (path / "config.json").exists():
             raise LRCError(f"no run {run_id!r} in {self.root}")
-        return Run(path)
+        return Run(path, writer=is_main_process())
 
     def list(self) -> list[Run]:
         runs = [Run(p) for p in self.root.iterdir()
@@ -237,4 +254,4 @@ def run_from_path(path: str | os.PathLike) -> Run:
     """A Run for an arbitrary `--out` folder (its parent acts as the store)."""
     p = Path(path)
     validate_run_id(p.name)
-    return Run(p)
+    return Run(p, writer=is_main_process())

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
 
@@ -62,14 +62,16 @@ def make_accelerator(cfg: DistillConfig) -> Accelerator:
 
         raise ConfigError("device 'cuda' was asked for but no GPU is visible; use device 'auto' or 'cpu'")
     precision = resolve_precision(cfg.mixed_precision, "cpu" if cpu else "cuda")
+    # stage 1 trains COS-NCE only, so the classifier head gets no gradient there: DDP must allow unused parameters
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     try:
-        return Accelerator(cpu=cpu, mixed_precision=precision)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
     except ValueError:
         # the process-wide AcceleratorState was set up by an earlier run with other settings (app, tests)
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(cpu=cpu, mixed_precision=precision)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
 
 
 def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -182,7 +184,8 @@ class Distiller:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
         )
-        scheduler = _two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio)
+        scheduler = _two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio,
+                                        ticks_per_step=acc.num_processes)
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(modules, optimizer, loader, scheduler)
         if self.teacher is not None:
             self.teacher.to(acc.device).eval()
@@ -195,11 +198,12 @@ class Distiller:
         started = time.perf_counter()
         self.teacher.to(self.accelerator.device)
         rng = torch.get_rng_state()  # building the cache must not shift the random stream: cached == uncached run
-        self.cache, hit = build_or_load(
-            self.teacher, getattr(self.teacher, "name_or_path", None), train, self.tokenizer,
-            self.layer_map if self.uses_reps else [], self.cfg.representation, self.cfg.max_seq_length,
-            self.accelerator.device, batch_size=max(64, 2 * self.cfg.batch_size), represent=represent,
-        )
+        with self.accelerator.main_process_first():  # one process computes and writes it, the others load it
+            self.cache, hit = build_or_load(
+                self.teacher, getattr(self.teacher, "name_or_path", None), train, self.tokenizer,
+                self.layer_map if self.uses_reps else [], self.cfg.representation, self.cfg.max_seq_length,
+                self.accelerator.device, batch_size=max(64, 2 * self.cfg.batch_size), represent=represent,
+            )
         torch.set_rng_state(rng)
         self.cache_info = {"cached": hit, "seconds": time.perf_counter() - started, **describe(self.cache)}
         return train.add_column("row", list(range(len(train))))
@@ -218,11 +222,10 @@ class Distiller:
             layers = [represent(out.hidden_states[n], mask, self.cfg.representation) for n in self.layer_map]
         return TeacherOutputs(out.logits.detach(), [x.detach() for x in layers])
 
-    def _rep_loss(self, hidden_states, inputs, teacher: TeacherOutputs, ids: torch.Tensor) -> torch.Tensor:
+    def _rep_loss(self, projected: list[torch.Tensor], inputs, teacher: TeacherOutputs, ids: torch.Tensor
+                  ) -> torch.Tensor:
         cfg, mask = self.cfg, inputs["attention_mask"]
-        projections = self.accelerator.unwrap_model(self.model).projections
-        students = [represent(projections(i, hidden_states[i + 1]), mask, cfg.representation)
-                    for i in range(len(self.layer_map))]
+        students = [represent(h, mask, cfg.representation) for h in projected]
         token_mask = mask if cfg.representation == "tokens" else None
         if cfg.distance == "mse":
             return sum(mse_representation_loss(s, t, token_mask) for s, t in zip(students, teacher.layers))
@@ -261,16 +264,22 @@ class Distiller:
                 total = total + cos_nce_with_pool(s, t, pool, own)
         return total
 
+    def _forward(self, inputs: dict[str, torch.Tensor], stage: int):
+        """The student (and projections) through the prepared module; stage 1 of a distillation needs no logits."""
+        n = len(self.layer_map) if self.uses_reps else 0
+        return self.model(n_projected=n, with_logits=stage == 2 or self.teacher is None, **inputs)
+
     def _losses(self, stage: int, out, inputs, labels, teacher: TeacherOutputs | None, ids) -> dict[str, torch.Tensor]:
         cfg = self.cfg
+        logits, projected = out
         terms: dict[str, torch.Tensor] = {}
         if self.uses_reps:
-            terms["cos_nce"] = self._rep_loss(out.hidden_states, inputs, teacher, ids)
+            terms["cos_nce"] = self._rep_loss(projected, inputs, teacher, ids)
         if stage == 2:
             if teacher is not None and cfg.beta > 0:
-                terms["soft"] = soft_label_loss(out.logits, teacher.logits, cfg.temperature)
+                terms["soft"] = soft_label_loss(logits, teacher.logits, cfg.temperature)
             if cfg.gamma > 0 or teacher is None:
-                terms["hard"] = hard_label_loss(out.logits, labels)
+                terms["hard"] = hard_label_loss(logits, labels)
         if teacher is None:
             total = terms["hard"]
         elif stage == 1:
@@ -300,17 +309,17 @@ class Distiller:
 
             # clean pass: only d loss / d e is needed, so no parameter gradients (and no DDP sync) are made
             with acc.no_sync(self.model), embedding_output(emb, as_leaf), acc.autocast():
-                clean = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+                clean = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
             (grad,) = torch.autograd.grad(clean["loss"], captured["leaf"], allow_unused=True)
             if grad is not None:
                 perturbed = perturb_embeddings(captured["e"], grad, cfg.epsilon)
                 with embedding_output(emb, lambda _e: perturbed), acc.autocast():
-                    terms = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+                    terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
             else:
                 terms = clean
         else:
             with acc.autocast():
-                terms = self._losses(stage, self.model(**inputs), inputs, labels, teacher, ids)
+                terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
         acc.backward(terms["loss"])
         if cfg.max_grad_norm > 0 and acc.sync_gradients:
             acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -465,8 +474,11 @@ class Distiller:
             self.step += 1
             window_samples += int(batch["input_ids"].shape[0]) * acc.num_processes
             log_now = self.step == 1 or self.step % cfg.log_every == 0 or self.step == self.total_steps
-            # a non-finite loss is checked every step on CPU (free) and at log steps on GPU (avoids a sync per step)
-            if on_cpu or log_now:
+            if log_now and acc.num_processes > 1:  # the logged losses are those of the global batch
+                terms = {k: acc.reduce(v.clone(), reduction="mean") for k, v in terms.items()}
+            # a non-finite loss is checked every step on CPU (free) and at log steps on GPU (avoids a sync per step);
+            # with several processes only at log steps, where every process sees the same reduced loss and stops
+            if (on_cpu and acc.num_processes == 1) or log_now:
                 if not torch.isfinite(terms["loss"]).item():
                     status = "diverged"
                     message = (f"loss became {terms['loss'].item()} at step {self.step}; lower the learning rate "
@@ -544,12 +556,18 @@ def disk_error(exc: BaseException, target: Path) -> Exception:
     return exc
 
 
-def _two_stage_schedule(optimizer, stage1_steps: int, total_steps: int, warmup_ratio: float):
-    """Linear warm-up then linear decay, restarted at the stage boundary (the stages optimise different losses)."""
+def _two_stage_schedule(optimizer, stage1_steps: int, total_steps: int, warmup_ratio: float,
+                        ticks_per_step: int = 1):
+    """Linear warm-up then linear decay, restarted at the stage boundary (the stages optimise different losses).
+
+    Accelerate steps a prepared scheduler once per process for every optimizer step (it assumes schedules counted
+    in one process's batches); ours counts optimizer steps, so it divides those ticks back out.
+    """
     stage2_steps = total_steps - stage1_steps
     w1, w2 = int(warmup_ratio * stage1_steps), int(warmup_ratio * stage2_steps)
 
-    def factor(step: int) -> float:
+    def factor(tick: int) -> float:
+        step = tick // ticks_per_step
         if step < stage1_steps:
             s, n, w = step, stage1_steps, w1
         else:
