@@ -78,6 +78,10 @@ def _add_common(p: argparse.ArgumentParser, training: bool) -> None:
                            help="ablation: no COS-NCE (soft + hard only)")
         group.add_argument("--no-perturb", dest="perturb", action="store_false", default=None,
                            help="ablation: no gradient perturbation")
+        group.add_argument("--compile", dest="compile", action="store_true", default=None,
+                           help="torch.compile the student; the first steps wait for the compiler")
+        group.add_argument("--compile-backend", dest="compile_backend", default=None,
+                           help="torch.compile backend: inductor (default) | aot_eager | eager | cudagraphs")
         group.add_argument("--no-length-grouping", dest="length_grouping", action="store_false", default=None,
                            help="plain shuffled batches instead of batches of similar lengths")
         group.add_argument("--one-stage", dest="two_stage", action="store_false", default=None,
@@ -138,7 +142,8 @@ def _config(args: argparse.Namespace) -> DistillConfig:
     overrides: dict[str, Any] = {}
     for name, _typ, _help in _OVERRIDES:
         overrides[name] = getattr(args, name, None)
-    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache", "length_grouping"):
+    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache", "length_grouping", "compile",
+                 "compile_backend"):
         overrides[flag] = getattr(args, flag, None)
     if getattr(args, "layer_map", None):
         try:

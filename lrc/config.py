@@ -23,6 +23,7 @@ PROJECTIONS = ("per_layer", "shared")
 DISTANCES = ("angular", "mse")
 INITS = ("auto", "random", "teacher", "checkpoint")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
 
 
 @dataclass
@@ -94,6 +95,8 @@ class DistillConfig:
     teacher_cache: bool = False
     length_grouping: bool = True
     num_workers: int = 0
+    compile: bool = False  # torch.compile the student and projections; pays off on long GPU runs
+    compile_backend: str = "inductor"  # torch.compile backend ("inductor"; "aot_eager"/"eager" compile nothing)
 
     def validate(self) -> "DistillConfig":
         """Check every field; raise one ConfigError naming the field, the bad value and the fix."""
@@ -103,6 +106,7 @@ class DistillConfig:
         _choice("distance", self.distance, DISTANCES)
         _choice("student.init", self.student.init, INITS)
         _choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _choice("compile_backend", self.compile_backend, COMPILE_BACKENDS)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _positive_int("batch_size", self.batch_size, maximum=4096)
         _positive_int("max_seq_length", self.max_seq_length, maximum=512)

@@ -21,6 +21,7 @@ def perturb_embeddings(embeddings: torch.Tensor, grad: torch.Tensor, epsilon: fl
     Tokens whose gradient is zero (padding) are left where they are rather than divided by zero.
     """
     g = grad.detach().float()
+    g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))  # an fp16 overflow in one token must not poison e'
     norm = g.norm(dim=-1, keepdim=True)
     direction = torch.where(norm > 0, g / norm.clamp_min(1e-12), torch.zeros_like(g))
     return embeddings + (epsilon * direction).to(embeddings.dtype)

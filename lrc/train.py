@@ -64,14 +64,15 @@ def make_accelerator(cfg: DistillConfig) -> Accelerator:
     precision = resolve_precision(cfg.mixed_precision, "cpu" if cpu else "cuda")
     # stage 1 trains COS-NCE only, so the classifier head gets no gradient there: DDP must allow unused parameters
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    kwargs: dict[str, Any] = {}
     try:
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers, **kwargs)
     except ValueError:
         # the process-wide AcceleratorState was set up by an earlier run with other settings (app, tests)
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers, **kwargs)
 
 
 def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -187,6 +188,10 @@ class Distiller:
         scheduler = _two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio,
                                         ticks_per_step=acc.num_processes)
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(modules, optimizer, loader, scheduler)
+        if cfg.compile:
+            # compiled here rather than by Accelerate's dynamo plugin: that plugin lives in Accelerate's process-wide
+            # state, so a second run in the same process (the app, tests) could not turn compiling on or off
+            self.model = torch.compile(self.model, backend=cfg.compile_backend)
         if self.teacher is not None:
             self.teacher.to(acc.device).eval()
             self.teacher.requires_grad_(False)
@@ -310,7 +315,11 @@ class Distiller:
             # clean pass: only d loss / d e is needed, so no parameter gradients (and no DDP sync) are made
             with acc.no_sync(self.model), embedding_output(emb, as_leaf), acc.autocast():
                 clean = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
-            (grad,) = torch.autograd.grad(clean["loss"], captured["leaf"], allow_unused=True)
+            # under fp16 the loss is scaled first (as backward() does) so small gradients do not underflow to zero;
+            # only the direction is used, so the scale needs no undoing
+            scaler = getattr(acc, "scaler", None)
+            scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+            (grad,) = torch.autograd.grad(clean["loss"] * scale, captured["leaf"], allow_unused=True)
             if grad is not None:
                 perturbed = perturb_embeddings(captured["e"], grad, cfg.epsilon)
                 with embedding_output(emb, lambda _e: perturbed), acc.autocast():

@@ -386,3 +386,67 @@ def test_failure_before_training_marks_the_run_failed(tmp_path):
         list(run_distill(cfg, run, store=store))
     assert run.status == "failed" and "does not exist" in run.status_info["message"]
     assert run.read_events()[-1] == {"type": "end", "status": "failed", "message": run.status_info["message"]}
+
+
+# ---- speed options ---------------------------------------------------------------------------------------------
+
+def _losses_of(d) -> list[float]:
+    return [e["loss"] for e in d.run() if e["type"] == "step"]
+
+
+def test_compiled_student_trains_like_the_eager_one(shared_glue_dir, tokenizer):
+    """torch.compile (eager backend: the graph is captured by dynamo, no C++ build) changes no number."""
+    eager = _losses_of(make_distiller(shared_glue_dir, tokenizer, max_steps=3))
+    compiled_d = make_distiller(shared_glue_dir, tokenizer, max_steps=3, compile=True, compile_backend="eager")
+    compiled = _losses_of(compiled_d)
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    assert type(compiled_d.model).__name__ == "OptimizedModule", "the student was not compiled"
+
+
+def test_fp16_loss_scale_is_applied_to_the_perturbation_gradient(shared_glue_dir, tokenizer, monkeypatch):
+    """Under fp16 the clean-pass loss is scaled before d loss / d e (else small gradients underflow); the
+    perturbation uses only the direction, so the run's numbers are those of an unscaled run."""
+
+    class Scaler:  # what accelerate's GradScaler exposes; on CPU accelerate makes none, so a stand-in
+        def get_scale(self):
+            return 65536.0
+
+        def is_enabled(self):
+            return True
+
+        def scale(self, loss):
+            return loss
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer, closure=None):
+            optimizer.step()
+
+        def update(self):
+            pass
+
+    plain = _losses_of(make_distiller(shared_glue_dir, tokenizer, max_steps=3))
+    seen: list[float] = []
+    real_grad = torch.autograd.grad
+
+    def spy(outputs, inputs, *args, **kwargs):
+        seen.append(float(outputs.detach()))
+        return real_grad(outputs, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    d = make_distiller(shared_glue_dir, tokenizer, max_steps=3)
+    d.accelerator.scaler = Scaler()
+    events = [e for e in d.run() if e["type"] == "step"]
+    assert [e["loss"] for e in events] == pytest.approx(plain, rel=1e-5)
+    assert len(seen) == 3 and all(v > 1000 for v in seen), "the clean loss must reach autograd scaled"
+
+
+def test_perturbation_ignores_non_finite_gradient_entries():
+    from lrc.perturb import perturb_embeddings
+
+    e = torch.zeros(1, 2, 3)
+    g = torch.tensor([[[float("inf"), 0.0, 0.0], [0.0, 3.0, 4.0]]])
+    out = perturb_embeddings(e, g, 1.0)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0, 1], torch.tensor([0.0, 0.6, 0.8]))
