@@ -16,6 +16,7 @@ from lrc.errors import LRCError
 from lrc.runs import RunStore
 
 from . import layer_figures as lf
+from .guard import open_run
 
 
 VARIANTS = [("trained student", "trained"), ("initial student (untrained)", "initial")]
@@ -57,7 +58,7 @@ def refresh_runs(store: RunStore, current: str | None = None):
 def _analysis(store: RunStore, run_id: str | None):
     if not run_id:
         raise LRCError("pick a run first (a finished distillation run with a saved student)")
-    return get_run_analysis(store.get(run_id).path)
+    return get_run_analysis(open_run(store, run_id).path)
 
 
 def pair_choices(store: RunStore, run_id: str | None) -> tuple[list[tuple[str, str]], str | None]:

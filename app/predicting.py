@@ -15,6 +15,8 @@ from lrc.errors import LRCError
 from lrc.runs import Run, RunStore
 from lrc.tasks import TaskSpec, get_task
 
+from .guard import open_run
+
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
 
@@ -55,9 +57,9 @@ def has_model(run: Run) -> bool:
 
 
 def pair_for(store: RunStore, run_id: str) -> Pair:
-    if not run_id:
+    if not isinstance(run_id, str) or not run_id.strip():
         raise LRCError("pick a run with a trained student first (distil one in the Distill tab)")
-    run = store.get(run_id)
+    run = open_run(store, run_id)
     if not has_model(run):
         raise LRCError(f"run {run_id} has no saved model yet (status: {run.status})")
     cfg = run.config
@@ -143,7 +145,8 @@ def _fmt_params(n: int | None) -> str:
 def comparison_markdown(result: dict[str, Any]) -> str:
     s, t = result["student"], result.get("teacher")
     if t is None:
-        return f"**student** says **{s['label']}** in {s['latency_ms']:.1f} ms ({_fmt_params(s['params'])} parameters)."
+        line = f"**student** says **{s['label']}** in {s['latency_ms']:.1f} ms ({_fmt_params(s['params'])} parameters)."
+        return line + ("\n\n_" + "; ".join(s["notes"]) + "_" if s["notes"] else "")
     verdict = "**Teacher and student agree.**" if result["agree"] else "**Teacher and student disagree.**"
     speed = t["latency_ms"] / s["latency_ms"] if s["latency_ms"] > 0 else None
     shrink = t["params"] / s["params"] if s["params"] else None

@@ -85,10 +85,10 @@ def run_record(run: Run) -> dict[str, Any]:
         "total_steps": summary.get("total_steps"),
         "teacher": summary.get("teacher") or cfg.get("teacher"),
         "created": cfg.get("created"),
-        "owner": cfg.get("owner"),
         "source": cfg.get("source", "cli"),
         "message": summary.get("message") or run.status_info.get("message") or "",
         "has_model": (run.model_dir / "config.json").exists(),
+        # the owner (a session hash) stays private: whoever knows it could pass as that session and stop the run
         "config": {k: v for k, v in cfg.items() if k not in ("owner",)},
     }
 

@@ -1,7 +1,9 @@
 """What the app shares across requests: the run store, the data folder, the job queue and the model cache.
 
 Nothing here loads a model or imports torch: the app must start fast. Settings come from the command line
-(`python app.py --runs-dir ... --data-dir ...`) or the environment (`LRC_RUNS_DIR`, `GLUE_DIR`, `HF_TOKEN`).
+(`python app.py --runs-dir ... --data-dir ...`) or the environment (`LRC_RUNS_DIR`, `GLUE_DIR`, `HF_TOKEN`), and
+the operator's safety switches from the environment only (`LRC_ALLOW_LOCAL_PATHS`, `LRC_ALLOW_FOREIGN_STOP`,
+`LRC_MAX_UPLOAD_MB`; see app/guard.py): a request can never turn them on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from lrc.runs import RunStore
 
+from .guard import env_flag, env_positive_int
 from .jobs import JobManager
 
 
@@ -22,9 +25,12 @@ class AppSettings:
     data_dir: str | None = None
     preset: str | None = None  # the preset the Distill form starts from; None = quick-cpu on CPU, lrc-paper on GPU
     teacher: str | None = None  # the teacher the Distill form starts with; None = the bundled default
-    hub_token: str | None = None
+    hub_token: str | None = field(default=None, repr=False)  # the operator's; never written to a run or shown
     max_queue: int = 20  # waiting runs at most; more and Distill says the queue is full
     disagreement_limit: int = 500  # most dev examples the disagreements view scores at once
+    allow_local_paths: bool = False  # a teacher may be any local folder (off: bundled, store runs, hub ids only)
+    allow_foreign_stop: bool = False  # any session may stop or delete any run (off: only the run's own session)
+    max_upload_mb: int = 20  # the largest file the server accepts on its upload route
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "AppSettings":
@@ -34,6 +40,9 @@ class AppSettings:
             "preset": os.environ.get("LRC_PRESET") or None,
             "teacher": os.environ.get("LRC_TEACHER") or None,
             "hub_token": os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None,
+            "allow_local_paths": env_flag("LRC_ALLOW_LOCAL_PATHS"),
+            "allow_foreign_stop": env_flag("LRC_ALLOW_FOREIGN_STOP"),
+            "max_upload_mb": env_positive_int("LRC_MAX_UPLOAD_MB", cls.max_upload_mb),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -1,4 +1,7 @@
-"""Small fixtures for the app's tests, demos and screenshots: a tiny teacher and a tiny-run preset.
+"""Small fixtures for the app's tests, demos and screenshots: a tiny teacher, a tiny-run preset, a paced stand-in
+runner, and `AppProcess` (the real server in a subprocess on a free local port).
+
+    python -m app.testing --paced-step-s 0.05 --runs-dir ... --port ...    # the app with the paced runner
 
 Not used by the app itself. A tiny teacher is a 2-layer, 64-wide BERT classifier with a fresh head and the
 bundled MiniLM's tokenizer, saved like any fine-tuned model: distilling from it takes seconds on a CPU, which
@@ -91,6 +94,28 @@ def write_tiny_glue(root: str | Path, train: int = 64, dev: int = 32) -> Path:
     return root
 
 
+def paced_runner(cfg, run, should_stop, store) -> None:
+    """Stands in for lrc's pipeline where a test needs a run that trains for a known time without using the CPU:
+    a step event every LRC_PACED_STEP_S seconds (default 0.05) for `max_steps` steps (default 200), or until
+    stopped, written like the pipeline writes them. No model is saved."""
+    import os
+    import time
+
+    pace = float(os.environ.get("LRC_PACED_STEP_S", "0.05"))
+    total = int(cfg.max_steps or 200)
+    run.set_status("running", started=time.time())
+    run.append_event({"type": "start", "total_steps": total, "stage1_steps": total, "device": "cpu"})
+    step = 0
+    while step < total and not should_stop():
+        step += 1
+        run.append_event({"type": "step", "stage": 1, "step": step, "total_steps": total, "loss": 1.0 / step,
+                          "cos_nce": 1.0 / step, "samples_per_s": 100.0, "elapsed": step * pace})
+        time.sleep(pace)
+    status = "completed" if step >= total else "stopped"
+    run.append_event({"type": "end", "status": status, "step": step, "message": f"paced run ended at step {step}"})
+    run.set_status(status, finished=time.time())
+
+
 def free_port() -> int:
     import socket
 
@@ -103,11 +128,16 @@ class AppProcess:
     """`python app.py` in a subprocess on a free local port; `url` once it answers. Use as a context manager."""
 
     def __init__(self, runs_dir: str | Path, data_dir: str | Path | None = None, preset: str | Path | None = None,
-                 teacher: str | Path | None = None, log_path: str | Path | None = None, startup_timeout: float = 120):
+                 teacher: str | Path | None = None, log_path: str | Path | None = None, startup_timeout: float = 120,
+                 paced_step_s: float | None = None, env: dict[str, str] | None = None):
+        """`paced_step_s`: serve with `paced_runner` at that pace instead of lrc's pipeline; `env`: extra
+        environment for the server (operator settings such as LRC_MAX_UPLOAD_MB)."""
         self.args = ["--runs-dir", str(runs_dir), "--host", "127.0.0.1"]
         for flag, value in (("--data-dir", data_dir), ("--preset", preset), ("--teacher", teacher)):
             if value is not None:
                 self.args += [flag, str(value)]
+        self.paced_step_s = paced_step_s
+        self.extra_env = dict(env or {})
         self.log_path = Path(log_path or Path(runs_dir).parent / "app.log")
         self.startup_timeout = startup_timeout
         self.proc = None
@@ -123,10 +153,14 @@ class AppProcess:
         root = Path(__file__).resolve().parent.parent
         port = free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **self.extra_env}
+        entry = [str(root / "app.py")]
+        if self.paced_step_s is not None:
+            entry = ["-m", "app.testing"]
+            env["LRC_PACED_STEP_S"] = str(self.paced_step_s)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(port), *self.args],
+        self.proc = subprocess.Popen([sys.executable, *entry, "--port", str(port), *self.args],
                                      cwd=root, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + self.startup_timeout
@@ -157,3 +191,11 @@ class AppProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+if __name__ == "__main__":  # the real server with the paced runner (AppProcess(paced_step_s=...))
+    import sys
+
+    from app.server import main
+
+    main(sys.argv[1:], runner=paced_runner)

@@ -2,7 +2,11 @@
 
 `Studio` holds the callbacks as plain methods (tests call them directly, without a browser); `build_app` lays
 the tabs out and wires the events. Named API endpoints (`distill`, `watch`, `stop`, `runs`, `compare`,
-`predict`, `disagreements`, `download`, `push`) make the same functions callable with `gradio_client`.
+`predict`, `disagreements`, `download`, `delete`, `push`) make the same functions callable with `gradio_client`.
+
+Every run id from a request goes through `guard.open_run` (one folder inside the store, no links out), every
+teacher through `guard.check_teacher` (no local paths unless the operator allows them) and the teacher's config
+(`preflight`), and Stop/Delete through `guard.check_owner` (only the session that started the run).
 
 Training never runs in a request: `distill` hands the config to `app.jobs.JobManager` and then only reads the
 run folder as events land (`watch` does the same for any run, so a refresh or a second tab re-attaches).
@@ -21,7 +25,7 @@ from lrc.errors import LRCError
 from lrc.runs import TERMINAL, RunStore, validate_run_id
 from lrc.tasks import TASKS
 
-from . import figures, predicting, runs_view
+from . import figures, guard, predicting, preflight, runs_view
 from .layers import build_layers_tab
 from .state import AppContext
 
@@ -57,6 +61,7 @@ SETTABLE = set(PRESET_FIELDS) | {
     "weight_decay", "warmup_ratio", "max_grad_norm", "save_every", "mixed_precision", "snapshot_every",
     "probe_examples", "length_grouping",
 }
+BOOL_FIELDS = {"use_cos_nce", "perturb", "two_stage", "length_grouping"}
 FLOAT_FIELDS = {"epochs", "stage1_fraction", "lr", "temperature", "alpha", "beta", "gamma", "epsilon",
                 "teacher_epochs", "teacher_lr", "weight_decay", "warmup_ratio", "max_grad_norm"}
 
@@ -76,6 +81,18 @@ def _number(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise LRCError(f"{name.replace('_', ' ')} must be a number; got {value!r}") from None
+
+
+def _check_types(settings: Any, run_name: Any) -> None:
+    """The API takes JSON: refuse wrong shapes with a message before they reach the config (a string where a
+    switch belongs would otherwise read as true)."""
+    if settings is not None and not isinstance(settings, dict):
+        raise LRCError(f"settings must be a JSON object of knob: value, e.g. {{\"lr\": 1e-4}}; got {settings!r:.80}")
+    for name in BOOL_FIELDS & set(settings or {}):
+        if not isinstance(settings[name], bool) and settings[name] is not None:
+            raise LRCError(f"{name} must be true or false; got {settings[name]!r}")
+    if run_name is not None and not isinstance(run_name, str):
+        raise LRCError(f"run_name must be text (letters, digits, '.', '_' and '-'); got {run_name!r}")
 
 
 def gpu_likely() -> bool:
@@ -157,6 +174,8 @@ class Studio:
 
     def check_preset(self, preset: str | None) -> str | None:
         """Only the bundled presets, or the one the app was started with: a request never names a server file."""
+        if preset is not None and not isinstance(preset, str):
+            raise LRCError(f"preset must be a preset's name; got {preset!r}")
         preset = (preset or "").strip() or None
         allowed = set(list_presets()) | {self.default_preset}
         if preset is not None and preset not in allowed:
@@ -175,19 +194,18 @@ class Studio:
         """A validated DistillConfig: the preset, then `settings` over it (DistillConfig fields, `student_*`, or
         `stage1_steps`/`stage2_steps`), on the app's data folder; plus the run id asked for, if any."""
         preset = self.check_preset(preset)
+        _check_types(settings, run_name)
         settings = dict(settings or {})
-        unknown = sorted(k for k in settings if k not in SETTABLE)
+        unknown = sorted(str(k) for k in settings if k not in SETTABLE)
         if unknown:
             raise LRCError(f"unknown or not settable from the app: {', '.join(unknown)}; "
                            f"settable: {', '.join(sorted(SETTABLE))}")
-        if task not in TASKS:
+        if not isinstance(task, str) or task not in TASKS:
             raise LRCError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         base = DistillConfig.from_dict(load_preset(preset)) if preset else DistillConfig()
-        teacher = (teacher or "").strip()
-        changes: dict[str, Any] = {
-            "task": task, "teacher": None if teacher in ("", BUNDLED) else teacher,
-            "data_dir": self.ctx.settings.data_dir,
-        }
+        settings_ = self.ctx.settings
+        teacher = guard.check_teacher(teacher, self.store, settings_.allow_local_paths, (settings_.teacher,))
+        changes: dict[str, Any] = {"task": task, "teacher": teacher, "data_dir": settings_.data_dir}
         s1, s2 = settings.pop("stage1_steps", 0) or 0, settings.pop("stage2_steps", 0) or 0
         for name, value in settings.items():
             if value is None:
@@ -206,6 +224,7 @@ class Studio:
         if not cfg.use_cos_nce:
             cfg = cfg.override(alpha=0.0)
         cfg.validate()
+        preflight.check_against_teacher(cfg)
         run_id = (run_name or "").strip() or None
         if run_id:
             validate_run_id(run_id)
@@ -220,7 +239,7 @@ class Studio:
                                  values.get("run_name"))
 
     def _submit(self, cfg: DistillConfig, run_id: str | None, preset: str | None, request) -> str:
-        owner = getattr(request, "session_hash", None) if request is not None else None
+        owner = guard.session_of(request)
         return self.ctx.jobs.submit(cfg, owner=owner, run_id=run_id, preset=self.check_preset(preset)).id
 
     def distill_form(self, task: str, teacher: str, preset: str, student_layers: int, student_hidden: int,
@@ -260,23 +279,22 @@ class Studio:
 
     def watch(self, run_id: str, progress=gr.Progress()) -> Iterator[tuple]:
         """Attach to any run of the store and stream it until it ends (returns at once for a finished run)."""
-        run_id = (run_id or "").strip()
-        if not run_id:
+        if run_id is None or (isinstance(run_id, str) and not run_id.strip()):
             yield "", "No run is active. Set up a run on the left and press **Distill**.", figures.loss_figure(None)
             return
         try:
-            self.store.get(run_id)
+            run = guard.open_run(self.store, run_id)
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
-        yield from self.stream(run_id, progress)
+        yield from self.stream(run.id, progress)
 
     def watch_state(self, run_id: str) -> Iterator[dict[str, Any]]:
         """API: stream the state of any run (running, waiting or finished) until it ends."""
         try:
-            self.store.get((run_id or "").strip())
+            run = guard.open_run(self.store, run_id)
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
-        yield from self.stream_state(run_id.strip())
+        yield from self.stream_state(run.id)
 
     def follow(self, run_id: str, progress=None) -> Iterator[tuple[figures.Curves, dict[str, Any], str, bool, bool]]:
         """Read a run's events as they land: yields (curves, queue info, status, new events?, done?) whenever
@@ -424,13 +442,16 @@ class Studio:
                 lines.append(f"**{status.capitalize()}**{': ' + message if message else ''}")
         return "\n\n".join(lines)
 
-    def stop(self, run_id: str) -> str:
-        """Stop a run at its next step (the student is saved); a run still waiting is taken off the queue."""
-        run_id = (run_id or "").strip()
+    def stop(self, run_id: str, request: gr.Request = None) -> str:
+        """Stop a run at its next step (the student is saved); a run still waiting is taken off the queue.
+        Only the session that started the run may stop it (unless the operator allows it)."""
+        run_id = (run_id or "").strip() if isinstance(run_id, str) else run_id
         if not run_id:
             return "No run to stop."
         try:
-            what = self.ctx.jobs.stop(run_id)
+            run = guard.open_run(self.store, run_id)
+            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "stop")
+            what = self.ctx.jobs.stop(run.id)
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
         return {
@@ -470,11 +491,11 @@ class Studio:
 
     def compare(self, run_ids: list[str], term: str = "loss"):
         """Overlay the picked runs' loss curves (a term: loss, cos_nce, soft, hard) and line their metrics up."""
-        run_ids = [r for r in (run_ids or []) if r]
+        run_ids = [run_ids] if isinstance(run_ids, str) else [r for r in (run_ids or []) if r]
         records, series = [], []
         for rid in run_ids:
             try:
-                run = self.store.get(rid)
+                run = guard.open_run(self.store, rid)
             except LRCError as exc:
                 raise gr.Error(str(exc)) from None
             records.append(runs_view.run_record(run))
@@ -488,9 +509,22 @@ class Studio:
     def download(self, run_id: str) -> str:
         """The run's student (or teacher model) folder as a zip file."""
         try:
-            return runs_view.zip_model(self.store.get((run_id or "").strip()))
+            return runs_view.zip_model(guard.open_run(self.store, run_id))
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
+
+    def delete(self, run_id: str, request: gr.Request = None) -> str:
+        """Delete a finished run's folder. Only the session that started it may (unless the operator allows it);
+        a run that is queued or training must be stopped first, so a worker never writes into a deleted folder."""
+        try:
+            run = guard.open_run(self.store, run_id)
+            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "delete")
+            if self.ctx.jobs.is_active(run.id) or run.status in ("queued", "running"):
+                raise LRCError(f"run {run.id} is {run.status}; stop it first, then delete it")
+            self.store.delete(run.id)
+        except LRCError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Deleted {run.id}."
 
     def push(self, run_id: str, repo_id: str, private: bool = True) -> str:
         """Push the run's model to the Hugging Face hub (needs HF_TOKEN in the app's environment)."""
@@ -498,12 +532,13 @@ class Studio:
         if not token:
             raise gr.Error("no hub token is configured: set HF_TOKEN for the app to push models")
         try:
-            url = runs_view.push_to_hub(self.store.get((run_id or "").strip()), repo_id, token, private)
+            url = runs_view.push_to_hub(guard.open_run(self.store, run_id), repo_id, token, private)
         except LRCError as exc:
-            raise gr.Error(str(exc)) from None
-        except Exception as exc:  # network, auth, quota: one readable line
-            raise gr.Error(f"push failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
-        return f"Pushed to [{repo_id}]({url})"
+            raise gr.Error(guard.scrub(str(exc), [token])) from None
+        except Exception as exc:  # network, auth, quota: one readable line, never the token
+            first = (str(exc).splitlines() or [""])[0][:300]
+            raise gr.Error(guard.scrub(f"push failed: {type(exc).__name__}: {first}", [token])) from None
+        return guard.scrub(f"Pushed to [{repo_id}]({url})", [token])
 
     # ================================================================================================ Predict
     def predict_choices(self) -> list[str]:
@@ -547,7 +582,7 @@ class Studio:
     def predict(self, run_id: str, text_a: str, text_b: str = "") -> tuple:
         """Teacher and student on one input: label probabilities, agreement, latency, parameter count."""
         try:
-            pair = predicting.pair_for(self.store, (run_id or "").strip())
+            pair = predicting.pair_for(self.store, run_id)
             result = predicting.side_by_side(pair, text_a, text_b, self.ctx.model_cache())
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
@@ -556,9 +591,9 @@ class Studio:
 
     def disagreements(self, run_id: str, max_examples: int = 200) -> tuple:
         """Dev examples where the student's answer differs from the teacher's."""
-        limit = max(1, min(int(max_examples or 200), self.ctx.settings.disagreement_limit))
         try:
-            pair = predicting.pair_for(self.store, (run_id or "").strip())
+            limit = max(1, min(_whole("max_examples", max_examples or 200), self.ctx.settings.disagreement_limit))
+            pair = predicting.pair_for(self.store, run_id)
             result = predicting.find_disagreements(pair, self.ctx.model_cache(), limit,
                                                    data_dir=self.ctx.settings.data_dir)
         except LRCError as exc:
@@ -768,6 +803,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                     repo = gr.Textbox(label="Hub repository", placeholder="your-user/lrc-sst2-student", scale=2)
                     private = gr.Checkbox(True, label="Private", scale=0)
                     push_btn = gr.Button("Push to hub", scale=1)
+                with gr.Row():
+                    delete_btn = gr.Button("Delete run", variant="stop", size="sm", scale=0, elem_id="lrc-delete")
+                    delete_msg = gr.Markdown("", elem_classes="lrc-small")
                 push_msg = gr.Markdown("" if hub_ready else
                                        "<span class='lrc-small'>Pushing to the hub needs a token: start the app "
                                        "with `HF_TOKEN` set.</span>")
@@ -780,6 +818,8 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 term.input(studio.compare, [pick, term], compare_outputs, api_visibility="private")
                 download_btn.click(studio.download, [export_pick], [download_file], api_name="download")
                 push_btn.click(studio.push, [export_pick, repo, private], [push_msg], api_name="push")
+                delete_btn.click(studio.delete, [export_pick], [delete_msg], api_name="delete").then(
+                    studio.runs_table, None, refresh_outputs, api_visibility="private")
                 gr.api(studio.runs, api_name="runs")
 
             # ---------------------------------------------------------------------------------- Predict
@@ -829,6 +869,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """Theme and CSS go to launch() in Gradio 6."""
-    return {"theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="emerald"), "css": CSS}
+def launch_kwargs(settings: Any = None) -> dict[str, Any]:
+    """Theme and CSS go to launch() in Gradio 6, and so does the upload limit: Gradio's upload route takes files
+    from anyone even though no tab asks for one, so its size is capped (LRC_MAX_UPLOAD_MB, answered with 413)."""
+    mb = getattr(settings, "max_upload_mb", None) or 20
+    return {"theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="emerald"), "css": CSS,
+            "max_file_size": f"{int(mb)}mb"}

@@ -65,11 +65,25 @@ DEFAULT_CACHE = ModelCache()
 
 
 def clean_text(text: str | None) -> str:
-    """Drop control characters (keeping tabs/newlines as spaces) and cap the length before tokenizing."""
+    """Drop control characters and lone surrogates (as spaces) and cap the length before tokenizing: a pasted
+    binary blob or a megabyte of text must cost a bounded amount and never crash the tokenizer."""
     if text is None:
         return ""
     text = str(text)[:MAX_CHARS]
-    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).strip()
+    return "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text).strip()
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether anything is left for the model once the tokenizer drops format, control and space characters
+    (zero-width spaces, direction marks): such a text is empty in all but name."""
+    return any(unicodedata.category(ch)[0] not in "CZ" for ch in text)
+
+
+def _check_inputs(a: str, b: str | None, pair: bool) -> None:
+    if not has_visible_text(a):
+        raise LRCError("the text is empty (only spaces, control or invisible characters); type a sentence")
+    if pair and (b is None or not has_visible_text(b)):
+        raise LRCError("this is a sentence-pair model: the second sentence is empty; fill in both sentences")
 
 
 def labels_of(model) -> list[str]:
@@ -86,10 +100,9 @@ def predict(spec_or_loaded: str | LoadedModel, text_a: str, text_b: str | None =
     loaded = spec_or_loaded if isinstance(spec_or_loaded, LoadedModel) else (cache or DEFAULT_CACHE).get(spec_or_loaded)
     a = clean_text(text_a)
     b = clean_text(text_b) if text_b is not None else None
-    if not a:
-        raise LRCError("the text is empty; type a sentence")
-    if text_b is not None and not b:
-        raise LRCError("this is a sentence-pair model: the second sentence is empty")
+    _check_inputs(a, b, text_b is not None)
+    cut = [f"text cut to its first {MAX_CHARS:,} characters" for t in (text_a, text_b)
+           if t is not None and len(str(t)) > MAX_CHARS][:1]
     tok = loaded.tokenizer
     full = tok(a, b, truncation=False)["input_ids"]
     truncated = len(full) > max_length
@@ -101,7 +114,7 @@ def predict(spec_or_loaded: str | LoadedModel, text_a: str, text_b: str | None =
         logits = loaded.model(**inputs).logits[0].float().cpu()
     latency = (time.perf_counter() - start) * 1000
     names = labels_of(loaded.model)
-    notes = [f"input truncated from {len(full)} to {max_length} tokens"] if truncated else []
+    notes = cut + ([f"input truncated from {len(full)} to {max_length} tokens"] if truncated else [])
     params = count_parameters(loaded.model)
     if not names:
         score = float(logits[0])

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import zipfile
+
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -43,7 +46,9 @@ def env(tmp_path_factory):
     teacher = make_tiny_teacher(root / "teacher")
     preset = write_preset(root / "tiny.yaml", max_train_examples=48, max_eval_examples=32, batch_size=16, epochs=2,
                           student={"layers": 1})
-    ctx = AppContext.create(AppSettings(runs_dir=str(root / "runs"), data_dir=str(glue), preset=str(preset)))
+    # the tiny teacher is a folder outside the store: this "operator" allows local model paths
+    ctx = AppContext.create(AppSettings(runs_dir=str(root / "runs"), data_dir=str(glue), preset=str(preset),
+                                        allow_local_paths=True))
     studio = Studio(ctx)
     yield {"root": root, "teacher": str(teacher), "preset": str(preset), "ctx": ctx, "studio": studio}
     ctx.jobs.close()
@@ -161,9 +166,16 @@ def test_watch_replays_a_finished_run_and_handles_unknown_ids(env, lrc_run):
 
 
 def test_failed_run_ends_the_stream_with_the_reason(env):
-    outputs, _ = run_to_end(env, teacher=str(env["root"] / "missing-teacher"))
+    # a teacher whose config passes the checks before queueing but whose weights are damaged fails in the run
+    broken = env["root"] / "broken-teacher"
+    broken.mkdir(exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (Path(env["teacher"]) / name).exists():
+            shutil.copy(Path(env["teacher"]) / name, broken / name)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    outputs, _ = run_to_end(env, teacher=str(broken))
     status = outputs[-1][1]
-    assert "failed" in status.lower() and "missing-teacher" in status, status
+    assert "**Failed**" in status and "safetensor" in status.lower(), status
 
 
 def test_api_distill_streams_json_states(env, kd_run):
