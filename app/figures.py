@@ -65,6 +65,11 @@ class Curves:
                 self.end = e
             elif kind == "snapshot":
                 self.snapshots += 1
+            elif kind == "resume":  # a watcher that saw the run before it was resumed: drop what was superseded
+                at = int(e.get("step", 0))
+                self.series = {k: [(s, v) for s, v in pts if s <= at] for k, pts in self.series.items()}
+                self.evals = [x for x in self.evals if int(x.get("step", 0)) <= at]
+                self.end = None
         return self
 
     @property

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from lrc.config import DistillConfig
@@ -30,6 +30,7 @@ from lrc.errors import LRCError
 from lrc.runs import TERMINAL, Run, RunStore
 
 STOP_FILE = "STOP"
+_CONFIG_KEYS = {f.name for f in fields(DistillConfig)}
 Runner = Callable[[DistillConfig, Run, Callable[[], bool], RunStore], None]
 
 
@@ -49,6 +50,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     error: str | None = None
+    resume: bool = False  # continue the run from its checkpoint instead of starting it
 
 
 def zero_gpu_available() -> bool:
@@ -185,6 +187,30 @@ class JobManager:
         self._ensure_workers()
         return run
 
+    def resume(self, run_id: str) -> Run:
+        """Queue a stopped or interrupted run to continue from its latest checkpoint (same folder, same settings)."""
+        from lrc.pipeline import prepare_resume
+
+        run = self.store.get(run_id)
+        with self._cv:
+            if self._closed:
+                raise LRCError("the app is shutting down; no new runs are taken")
+            job = self._jobs.get(run.id)
+            if job is not None and job.state in ("waiting", "running"):
+                raise LRCError(f"run {run.id} is already {job.state}")
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(f"the queue is full ({self.max_queue} runs waiting); try again when one has finished")
+        prepare_resume(run)  # refuses finished or checkpoint-less runs; trims the events before anyone watches
+        (run.path / STOP_FILE).unlink(missing_ok=True)
+        job = Job(run.id, DistillConfig.from_dict({k: v for k, v in run.config.items() if k in _CONFIG_KEYS}),
+                  run.config.get("owner"), resume=True)
+        with self._cv:
+            self._waiting.append(job)
+            self._jobs[run.id] = job
+            self._cv.notify_all()
+        self._ensure_workers()
+        return run
+
     def stop(self, run_id: str) -> str:
         """Ask a run to stop. Returns what happened: cancelled | stopping | finished | unknown."""
         with self._cv:
@@ -282,7 +308,13 @@ class JobManager:
         should_stop = lambda: job.stop_event.is_set() or stop_file.exists()  # noqa: E731
         cfg = job.config if device == "zerogpu" else job.config.override(device=device)
         try:
-            self._runner_for(device)(cfg, run, should_stop, self.store)
+            if job.resume:
+                from lrc.pipeline import resume_run
+
+                for _event in resume_run(run, should_stop):
+                    pass
+            else:
+                self._runner_for(device)(cfg, run, should_stop, self.store)
             if run.status not in TERMINAL:
                 raise LRCError("the run ended without a final status")
         except Exception as exc:  # the pipeline already recorded most failures; make sure every one is

@@ -1,7 +1,7 @@
 """LRC Studio's Gradio layout and callbacks.
 
 `Studio` holds the callbacks as plain methods (tests call them directly, without a browser); `build_app` lays
-the tabs out and wires the events. Named API endpoints (`distill`, `watch`, `stop`, `runs`, `compare`,
+the tabs out and wires the events. Named API endpoints (`distill`, `watch`, `stop`, `resume`, `runs`, `compare`,
 `predict`, `disagreements`, `download`, `delete`, `push`) make the same functions callable with `gradio_client`.
 
 Every run id from a request goes through `guard.open_run` (one folder inside the store, no links out), every
@@ -461,6 +461,21 @@ class Studio:
             "unknown": f"no run {run_id}.",
         }[what]
 
+    def resume(self, run_id: str, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
+        """Continue a stopped or interrupted run from its checkpoint, then stream it like a new one.
+
+        Open to every session (unlike Stop and Delete): resuming destroys nothing, and after an app restart the
+        session that started the run is gone."""
+        run_id = (run_id or "").strip() if isinstance(run_id, str) else run_id
+        if not run_id:
+            raise gr.Error("No run to resume: pick one under 'Watch another run' first.")
+        try:
+            run = guard.open_run(self.store, run_id)
+            self.ctx.jobs.resume(run.id)
+        except LRCError as exc:
+            raise gr.Error(str(exc)) from None
+        yield from self.watch(run.id, progress)
+
     def active_runs(self) -> list[str]:
         """Runs to re-attach to: this app's queue (running first), then any run the store reports running."""
         ids = [job.run_id for job in self.ctx.jobs.active()]
@@ -739,6 +754,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                         with gr.Row():
                             distill_btn = gr.Button("Distill", variant="primary", elem_id="lrc-distill", scale=3)
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="lrc-stop", scale=1)
+                            resume_btn = gr.Button("Resume", elem_id="lrc-resume", scale=1)
                         progress_box = gr.Markdown("", elem_id="lrc-progress")
                         status = gr.Markdown("No run is active. Set up a run on the left and press **Distill**.",
                                              label="status", elem_id="lrc-status")
@@ -755,6 +771,8 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 distill_ev = distill_btn.click(studio.distill_form, inputs, outputs, api_visibility="private",
                                                show_progress_on=[progress_box], **stream)
                 stop_btn.click(studio.stop, [run_id], [stop_msg], api_name="stop", concurrency_limit=None)
+                resume_btn.click(studio.resume, [run_id], outputs, api_name="resume",
+                                 show_progress_on=[progress_box], **stream)
                 # a new page or a refresh re-attaches to the running run
                 load_watch = demo.load(studio.on_load, None, [run_id, attach], api_visibility="private").then(
                     studio.watch, [run_id], outputs, api_name="_reattach", api_visibility="private",

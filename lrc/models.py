@@ -141,7 +141,14 @@ def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTraine
     try:
         _quiet_transformers()
         model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        if not isinstance(exc, (OSError, ValueError, RuntimeError)) and type(exc).__name__ != "SafetensorError":
+            raise
+        if type(exc).__name__ == "SafetensorError" or "safetensors" in str(exc).lower():
+            raise ModelLoadError(
+                f"the weights file of {spec or path} is damaged or incomplete ({_short(exc)}); if a save was "
+                f"interrupted, use the run's checkpoint (--resume) or train it again"
+            ) from None
         if task is not None and "mismatch" in str(exc).lower():
             raise ModelLoadError(
                 f"{spec} has a classifier head for {config.num_labels} label(s) but task {task.name} needs "

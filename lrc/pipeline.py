@@ -200,6 +200,19 @@ def resume_run(run: Run, should_stop: StopCheck | None = None) -> Iterator[dict[
     The settings are the run's own (config.json) so the continuation is the same run; events after the checkpoint
     (written before the crash, now superseded) are dropped from events.jsonl so the curves do not double back.
     """
+    state = prepare_resume(run)
+    ckpt = run.path / CHECKPOINT
+    cfg = DistillConfig.from_dict({k: v for k, v in run.config.items() if k not in _RUN_META})
+    run.append_event({"type": "status", "message": f"resuming from the checkpoint at step {state['step']}"})
+    return _execute(run, cfg, should_stop, kind=state.get("kind", "distill"), data=None,
+                    teacher_spec=state.get("teacher_spec"), backbone=state.get("backbone"), resume_from=ckpt)
+
+
+def prepare_resume(run: Run) -> dict[str, Any]:
+    """Check that a run can continue and cut its events back to its checkpoint; returns the checkpoint's state.
+
+    Idempotent, so a queue (the app) can call it when a resume is asked for and again when it starts.
+    """
     from .train import read_trainer_state
 
     status = run.status
@@ -207,13 +220,9 @@ def resume_run(run: Run, should_stop: StopCheck | None = None) -> Iterator[dict[
         raise LRCError(f"run {run.id} is still {status} (pid {run.status_info.get('pid')}); stop it before resuming")
     if status == "completed":
         raise LRCError(f"run {run.id} already completed; start a new run instead")
-    ckpt = run.path / CHECKPOINT
-    state = read_trainer_state(ckpt)
-    cfg = DistillConfig.from_dict({k: v for k, v in run.config.items() if k not in _RUN_META})
+    state = read_trainer_state(run.path / CHECKPOINT)
     _trim_events(run, state["step"])
-    run.append_event({"type": "status", "message": f"resuming from the checkpoint at step {state['step']}"})
-    return _execute(run, cfg, should_stop, kind=state.get("kind", "distill"), data=None,
-                    teacher_spec=state.get("teacher_spec"), backbone=state.get("backbone"), resume_from=ckpt)
+    return state
 
 
 def _trim_events(run: Run, step: int) -> None:

@@ -369,3 +369,25 @@ def test_app_builds_with_named_endpoints(env):
     names = {d.get("api_name") for d in demo.config["dependencies"] if d.get("api_visibility", "public") == "public"}
     assert {"distill", "stop", "runs", "predict", "watch", "compare", "download", "disagreements"} <= names
     assert "distill_form" not in names  # the form's event is the UI's, the API has the `distill` endpoint
+
+
+def test_resume_continues_a_stopped_run_from_its_checkpoint(env):
+    from lrc.pipeline import run_distill
+
+    studio, store = env["studio"], env["ctx"].store
+    cfg, _ = studio.config_from_form(dict(zip(FORM_FIELDS, form(env, stage1_steps=4, stage2_steps=4))))
+    run = store.create(cfg.to_dict(), run_id="to-resume", kind="distill", owner="someone-else")
+    stop = {"now": False}
+    for ev in run_distill(cfg, run, lambda: stop["now"], store=store):
+        stop["now"] = stop["now"] or (ev["type"] == "step" and ev["step"] >= 3)
+    assert run.status == "stopped" and (run.path / "checkpoint").exists()
+
+    outputs = list(studio.resume("to-resume", request=None, progress=Recorder()))
+    assert outputs[-1][0] == "to-resume" and "Completed" in outputs[-1][1]
+    assert run.status == "completed" and run.summary["steps"] == 8
+    steps = [e["step"] for e in run.read_events() if e["type"] == "step"]
+    assert steps == list(range(1, 9))
+    with pytest.raises(gr.Error, match="already completed"):
+        next(studio.resume("to-resume", request=None, progress=Recorder()))
+    with pytest.raises(gr.Error, match="invalid run id"):
+        next(studio.resume("../x", request=None, progress=Recorder()))

@@ -222,3 +222,19 @@ def test_sigkill_mid_run_shows_interrupted_and_resumes(shared_glue_dir, tiny_tea
     assert events[-1]["status"] == "stopped" and events[-1]["step"] == state["step"] + 3
     steps = [e["step"] for e in run.read_events() if e["type"] == "step"]
     assert steps == list(range(1, state["step"] + 4)), "events after the checkpoint were superseded"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_weights_file_is_one_clear_cli_error(tiny_teacher_dir, tmp_path, capsys, damage):
+    import shutil
+
+    from lrc.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_teacher_dir, model)
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00\xff" * 64, "empty": b""}[damage])
+    assert main(["predict", "--model", str(model), "a fine film"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged or incomplete" in err[0] and str(model) in err[0]
