@@ -16,6 +16,8 @@ Everything here is plain Python on plain values (no Gradio), so the tests call i
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -120,16 +122,29 @@ def check_teacher(spec: str | None, store: RunStore, allow_local: bool,
 
 # ---- owners ------------------------------------------------------------------------------------------------------
 
-def session_of(request: Any) -> str | None:
-    """The Gradio session a request comes from; None for a call from Python (the operator's own code)."""
-    return getattr(request, "session_hash", None) if request is not None else None
+_OWNER_KEY = re.compile(r"^[0-9a-f]{32}$")
 
 
-def check_owner(run: Run, request: Any, allow_foreign: bool, action: str = "stop") -> None:
-    """Refuse to let one session stop or delete a run another session (or the operator) started."""
+def new_owner_key(current: Any = "") -> str:
+    """The browser's owner key: kept if it is one, else a fresh random one (the page stores it in localStorage)."""
+    return current if isinstance(current, str) and _OWNER_KEY.match(current) else secrets.token_hex(16)
+
+
+def session_of(request: Any, owner_key: Any = "") -> str | None:
+    """Who a request comes from: the browser's owner key when the page sent one (it survives a reload, unlike
+    the Gradio session), else the Gradio session; None for a call from Python (the operator's own code)."""
+    if request is None:
+        return None
+    if isinstance(owner_key, str) and _OWNER_KEY.match(owner_key):
+        return "browser-" + owner_key
+    return getattr(request, "session_hash", None)
+
+
+def check_owner(run: Run, request: Any, allow_foreign: bool, action: str = "stop", owner_key: Any = "") -> None:
+    """Refuse to let one user stop or delete a run another user (or the operator) started."""
     if request is None or allow_foreign:
         return
-    owner, session = run.config.get("owner"), session_of(request)
+    owner, session = run.config.get("owner"), session_of(request, owner_key)
     if owner and session and owner == session:
         return
     who = "another user" if owner else "the operator (outside the app)"

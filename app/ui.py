@@ -6,7 +6,7 @@ the tabs out and wires the events. Named API endpoints (`distill`, `watch`, `sto
 
 Every run id from a request goes through `guard.open_run` (one folder inside the store, no links out), every
 teacher through `guard.check_teacher` (no local paths unless the operator allows them) and the teacher's config
-(`preflight`), and Stop/Delete through `guard.check_owner` (only the session that started the run).
+(`preflight`), and Stop/Delete through `guard.check_owner` (only the browser or session that started the run).
 
 Training never runs in a request: `distill` hands the config to `app.jobs.JobManager` and then only reads the
 run folder as events land (`watch` does the same for any run, so a refresh or a second tab re-attaches).
@@ -238,8 +238,9 @@ class Studio:
         return self.build_config(values["task"], values.get("preset"), values.get("teacher"), settings,
                                  values.get("run_name"))
 
-    def _submit(self, cfg: DistillConfig, run_id: str | None, preset: str | None, request) -> str:
-        owner = guard.session_of(request)
+    def _submit(self, cfg: DistillConfig, run_id: str | None, preset: str | None, request,
+                owner_key: str = "") -> str:
+        owner = guard.session_of(request, owner_key)
         return self.ctx.jobs.submit(cfg, owner=owner, run_id=run_id, preset=self.check_preset(preset)).id
 
     def distill_form(self, task: str, teacher: str, preset: str, student_layers: int, student_hidden: int,
@@ -248,12 +249,13 @@ class Studio:
                      alpha: float, beta: float, gamma: float, use_cos_nce: bool, negatives: str, num_negatives: int,
                      perturb: bool, epsilon: float, max_train_examples: int, max_eval_examples: int,
                      max_seq_length: int, seed: int, teacher_epochs: float, log_every: int, eval_every: int,
-                     run_name: str, request: gr.Request = None, progress=gr.Progress()) -> Iterator[tuple]:
+                     run_name: str, owner_key: str = "", request: gr.Request = None,
+                     progress=gr.Progress()) -> Iterator[tuple]:
         """The Distill button: queue a run from the form and stream (run id, status, loss figure) until it ends."""
         values = {k: v for k, v in locals().items() if k in FORM_FIELDS}
         try:
             cfg, run_id = self.config_from_form(values)
-            run_id = self._submit(cfg, run_id, preset, request)
+            run_id = self._submit(cfg, run_id, preset, request, owner_key)
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
         yield from self.stream(run_id, progress)
@@ -442,7 +444,7 @@ class Studio:
                 lines.append(f"**{status.capitalize()}**{': ' + message if message else ''}")
         return "\n\n".join(lines)
 
-    def stop(self, run_id: str, request: gr.Request = None) -> str:
+    def stop(self, run_id: str, owner_key: str = "", request: gr.Request = None) -> str:
         """Stop a run at its next step (the student is saved); a run still waiting is taken off the queue.
         Only the session that started the run may stop it (unless the operator allows it)."""
         run_id = (run_id or "").strip() if isinstance(run_id, str) else run_id
@@ -450,7 +452,7 @@ class Studio:
             return "No run to stop."
         try:
             run = guard.open_run(self.store, run_id)
-            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "stop")
+            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "stop", owner_key)
             what = self.ctx.jobs.stop(run.id)
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
@@ -475,6 +477,14 @@ class Studio:
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
         yield from self.watch(run.id, progress)
+
+    def stop_api(self, run_id: str, request: gr.Request = None) -> str:
+        """API: stop a run started by this API session (the page's browser key is not part of the API)."""
+        return self.stop(run_id, "", request)
+
+    def delete_api(self, run_id: str, request: gr.Request = None) -> str:
+        """API: delete a finished run started by this API session."""
+        return self.delete(run_id, "", request)
 
     def active_runs(self) -> list[str]:
         """Runs to re-attach to: this app's queue (running first), then any run the store reports running."""
@@ -528,12 +538,12 @@ class Studio:
         except LRCError as exc:
             raise gr.Error(str(exc)) from None
 
-    def delete(self, run_id: str, request: gr.Request = None) -> str:
+    def delete(self, run_id: str, owner_key: str = "", request: gr.Request = None) -> str:
         """Delete a finished run's folder. Only the session that started it may (unless the operator allows it);
         a run that is queued or training must be stopped first, so a worker never writes into a deleted folder."""
         try:
             run = guard.open_run(self.store, run_id)
-            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "delete")
+            guard.check_owner(run, request, self.ctx.settings.allow_foreign_stop, "delete", owner_key)
             if self.ctx.jobs.is_active(run.id) or run.status in ("queued", "running"):
                 raise LRCError(f"run {run.id} is {run.status}; stop it first, then delete it")
             self.store.delete(run.id)
@@ -766,11 +776,16 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                                                  elem_id="lrc-attach")
                         stop_msg = gr.Markdown("")
 
-                inputs = [form[name] for name in FORM_FIELDS]
+                # who started a run: a random key in the browser's localStorage, so a reload keeps the right to stop
+                owner_key = gr.BrowserState("", storage_key="lrc-owner-key")
+                demo.load(guard.new_owner_key, [owner_key], [owner_key], api_visibility="private")
+                inputs = [form[name] for name in FORM_FIELDS] + [owner_key]
                 outputs = [run_id, status, plot]
                 distill_ev = distill_btn.click(studio.distill_form, inputs, outputs, api_visibility="private",
                                                show_progress_on=[progress_box], **stream)
-                stop_btn.click(studio.stop, [run_id], [stop_msg], api_name="stop", concurrency_limit=None)
+                stop_btn.click(studio.stop, [run_id, owner_key], [stop_msg], api_name="_stop_button",
+                               api_visibility="private", concurrency_limit=None)
+                gr.api(studio.stop_api, api_name="stop", concurrency_limit=None)
                 resume_btn.click(studio.resume, [run_id], outputs, api_name="resume",
                                  show_progress_on=[progress_box], **stream)
                 # a new page or a refresh re-attaches to the running run
@@ -836,7 +851,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 term.input(studio.compare, [pick, term], compare_outputs, api_visibility="private")
                 download_btn.click(studio.download, [export_pick], [download_file], api_name="download")
                 push_btn.click(studio.push, [export_pick, repo, private], [push_msg], api_name="push")
-                delete_btn.click(studio.delete, [export_pick], [delete_msg], api_name="delete").then(
+                gr.api(studio.delete_api, api_name="delete")
+                delete_btn.click(studio.delete, [export_pick, owner_key], [delete_msg], api_name="_delete_button",
+                                 api_visibility="private").then(
                     studio.runs_table, None, refresh_outputs, api_visibility="private")
                 gr.api(studio.runs, api_name="runs")
 

@@ -597,3 +597,22 @@ def test_http_upload_limit_owners_and_hostile_ids(server):
     runs = bob.predict(api_name="/runs")  # the app is still up, and shows no owner or token
     assert {r["run"] for r in runs} >= {run_id, "sst-run"}
     assert TOKEN not in json.dumps(runs) and alice.session_hash not in json.dumps(runs)
+
+
+def test_a_reload_keeps_the_right_to_stop_through_the_browser_key(make_studio, world):
+    """The page keeps a random owner key in localStorage; a reload is a new Gradio session but the same key."""
+    from app import guard
+
+    studio, store = make_studio(), world["store"]
+    key = guard.new_owner_key("")
+    assert guard.new_owner_key(key) == key and len(key) == 32 and guard.new_owner_key("forged") != "forged"
+    before_reload, after_reload = FakeRequest("tab-session-1"), FakeRequest("tab-session-2")
+    run_id = next(studio.distill_form(*form(world, stage1_steps=2000), key, request=before_reload))[0]
+    assert store.get(run_id).config["owner"] == "browser-" + key
+    wait_status(store, run_id, {"running"})
+    with pytest.raises(gr.Error, match="another user"):
+        studio.stop(run_id, "", request=after_reload)  # the new session alone is not the owner
+    with pytest.raises(gr.Error, match="another user"):
+        studio.stop(run_id, guard.new_owner_key(""), request=after_reload)  # nor is another browser's key
+    assert "Stopping" in studio.stop(run_id, key, request=after_reload)
+    assert studio.ctx.jobs.wait(run_id, timeout=10) and store.get(run_id).status == "stopped"
