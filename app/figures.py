@@ -211,3 +211,29 @@ def score_figure(rows: list[dict[str, Any]], metric: str) -> go.Figure:
                                  mode="markers", marker={"symbol": "line-ew-open", "size": 30, "color": "#111827",
                                                          "line": {"width": 3}}))
     return fig
+
+
+def experiment_figure(rows: list[dict[str, Any]], teacher_score: float | None, metric: str,
+                      title: str = "") -> go.Figure:
+    """Each variant's mean dev score with its standard deviation over seeds, every seed as a dot, and the
+    teacher as a line: the experiment's claims at a glance."""
+    fig = go.Figure()
+    fig.update_layout(title={"text": title or f"dev {metric} by variant (mean ± sd over seeds)", "font": {"size": 14}},
+                      height=360, template="plotly_white", margin={"l": 50, "r": 20, "t": 50, "b": 90},
+                      showlegend=True, yaxis_title=metric)
+    if not rows:
+        return _waiting(fig, "an experiment's results")
+    names = [r["variant"] for r in rows]
+    fig.add_trace(go.Bar(x=names, y=[r["mean"] for r in rows], name="mean",
+                         error_y={"type": "data", "array": [r["std"] for r in rows], "visible": True},
+                         marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+                         text=[f"{r['mean']:.3f}" for r in rows], textposition="outside",
+                         hovertext=[r.get("what", "") for r in rows]))
+    xs = [r["variant"] for r in rows for _ in r["scores"]]
+    ys = [v for r in rows for v in r["scores"]]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="seeds",
+                             marker={"color": "#111827", "size": 7, "opacity": 0.7}))
+    if isinstance(teacher_score, (int, float)):
+        fig.add_hline(y=teacher_score, line_dash="dash", line_color="#6b7280",
+                      annotation_text=f"teacher {teacher_score:.3f}", annotation_position="top left")
+    return fig

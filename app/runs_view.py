@@ -163,3 +163,34 @@ def push_to_hub(run: Run, repo_id: str, token: str, private: bool = True) -> str
     api.upload_folder(folder_path=str(run.model_dir), repo_id=repo_id, repo_type="model",
                       commit_message=f"LRC Studio: upload {run.id}")
     return str(url)
+
+
+# ---- experiments -------------------------------------------------------------------------------------------------
+
+EXPERIMENT_COLUMNS = ["variant", "what it is", "dev score (mean ± sd)", "seeds", "share of teacher", "s / run"]
+
+
+def experiment_rows(rows: list[dict[str, Any]], teacher_score: float | None) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        share = r.get("share_of_teacher")
+        out.append([r["variant"], r.get("what", ""), f"{r['mean']:.4f} ± {r['std']:.4f}", r["n"],
+                    f"{100 * share:.1f}%" if isinstance(share, (int, float)) else "n/a",
+                    f"{r['seconds_mean']:.0f}" if isinstance(r.get("seconds_mean"), (int, float)) else ""])
+    if isinstance(teacher_score, (int, float)):
+        out.append(["teacher", "the fine-tuned teacher", f"{teacher_score:.4f}", "", "100%", ""])
+    return out
+
+
+def experiment_note(data: dict[str, Any]) -> str:
+    """Robustness (dev score under typos / word drops / swaps) as a small markdown table, and the state."""
+    lines = [] if data.get("finished") else ["*Still running or interrupted: the table shows the finished runs.*"]
+    rob = data.get("robustness") or {}
+    if rob:
+        cols = sorted({c for row in rob.values() for c in row})
+        lines += ["**Robustness** (dev score on corrupted inputs, mean over seeds)", "",
+                  "| variant | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for variant, row in rob.items():
+            lines.append(f"| {variant} | " + " | ".join(
+                f"{row[c]:.4f}" if isinstance(row.get(c), (int, float)) else "" for c in cols) + " |")
+    return "\n".join(lines)

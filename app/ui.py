@@ -514,6 +514,40 @@ class Studio:
         table = gr.update(value={"headers": runs_view.TABLE_COLUMNS, "data": runs_view.table_rows(records)})
         return table, gr.update(choices=ids), gr.update(choices=done)
 
+    # ---- experiments (python -m lrc experiment): one table and one plot ---------------------------------------
+    def experiment_choices(self):
+        from lrc.experiment import list_experiments
+
+        return gr.update(choices=list_experiments(self.store))
+
+    def experiment_api(self, name: str) -> dict[str, Any]:
+        """API: an experiment's rows (variant, mean, std, seeds, share of the teacher), teacher and robustness."""
+        from lrc.experiment import experiment_rows, load_experiment
+
+        try:
+            result = load_experiment(self.store, name)
+        except LRCError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"name": name, "task": result.get("task"), "teacher_score": result.get("teacher_score"),
+                "rows": experiment_rows(result), "robustness": result.get("robustness"),
+                "finished": bool(result.get("finished"))}
+
+    def experiment_view(self, name: str):
+        """The Runs tab's experiment section: table, plot, notes, and its seed-0 runs picked for Compare."""
+        if not name:
+            return (gr.update(value={"headers": runs_view.EXPERIMENT_COLUMNS, "data": []}),
+                    figures.experiment_figure([], None, "score"), "", gr.skip())
+        data = self.experiment_api(name)
+        metric = metric_for(data["task"])
+        table = gr.update(value={"headers": runs_view.EXPERIMENT_COLUMNS,
+                                 "data": runs_view.experiment_rows(data["rows"], data["teacher_score"])})
+        fig = figures.experiment_figure(data["rows"], data["teacher_score"], metric,
+                                        title=f"{name}: dev {metric}, mean ± sd over seeds")
+        note = runs_view.experiment_note(data)
+        first_seed = [f"{name}-{r['variant']}-s0" for r in data["rows"]]
+        existing = [rid for rid in first_seed if (self.store.root / rid / "config.json").exists()]
+        return table, fig, note, gr.update(value=existing)
+
     def compare(self, run_ids: list[str], term: str = "loss"):
         """Overlay the picked runs' loss curves (a term: loss, cos_nce, soft, hard) and line their metrics up."""
         run_ids = [run_ids] if isinstance(run_ids, str) else [r for r in (run_ids or []) if r]
@@ -825,6 +859,17 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 compare_table = gr.Dataframe(headers=["run", "method", "score"], interactive=False, wrap=True,
                                              label="Metrics and differing settings")
                 score_plot = gr.Plot(figures.score_figure([], "score"), label="Scores")
+                gr.Markdown("### Experiments")
+                with gr.Row():
+                    exp_pick = gr.Dropdown([], label="Experiment", scale=2, elem_id="lrc-experiment-pick",
+                                           info="Made by `python -m lrc experiment`: baselines, LRC and its "
+                                                "ablations over seeds. Picking one also picks its seed-0 runs "
+                                                "for Compare above.")
+                    exp_refresh = gr.Button("Refresh", size="sm", scale=0)
+                exp_table = gr.Dataframe(headers=runs_view.EXPERIMENT_COLUMNS, interactive=False, wrap=True,
+                                         elem_id="lrc-experiment-table")
+                exp_plot = gr.Plot(figures.experiment_figure([], None, "score"), label="Variants")
+                exp_note = gr.Markdown("", elem_classes="lrc-small")
                 gr.Markdown("### Export")
                 with gr.Row():
                     export_pick = gr.Dropdown([], label="Run", info="A run with a saved model.", scale=2,
@@ -846,6 +891,11 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 refresh_outputs = [table, pick, export_pick]
                 refresh_btn.click(studio.runs_table, None, refresh_outputs, api_visibility="private")
                 runs_tab.select(studio.runs_table, None, refresh_outputs, api_visibility="private")
+                runs_tab.select(studio.experiment_choices, None, [exp_pick], api_visibility="private")
+                exp_refresh.click(studio.experiment_choices, None, [exp_pick], api_visibility="private")
+                exp_pick.input(studio.experiment_view, [exp_pick], [exp_table, exp_plot, exp_note, pick],
+                               api_visibility="private")
+                gr.api(studio.experiment_api, api_name="experiment")
                 compare_outputs = [compare_plot, score_plot, compare_table]
                 compare_btn.click(studio.compare, [pick, term], compare_outputs, api_name="compare")
                 term.input(studio.compare, [pick, term], compare_outputs, api_visibility="private")

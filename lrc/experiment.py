@@ -147,6 +147,35 @@ def robustness_table(record: dict[str, Any], store: RunStore, base: DistillConfi
     return {v: {k: statistics.fmean(s) for k, s in cols.items()} for v, cols in out.items()}
 
 
+def list_experiments(store: RunStore) -> list[str]:
+    """Names of the experiments in a run store (folders holding an experiment.json), newest first."""
+    found = [p for p in store.root.iterdir() if p.is_dir() and not p.is_symlink() and (p / "experiment.json").is_file()]
+    found.sort(key=lambda p: (p / "experiment.json").stat().st_mtime, reverse=True)
+    return [p.name for p in found]
+
+
+def load_experiment(store: RunStore, name: str) -> dict[str, Any]:
+    """An experiment's table, re-summarised from its runs (so a still-running experiment shows what is done)."""
+    folder = store.path_for(name)  # validates the name: one safe path component inside the store
+    record = read_json(folder / "experiment.json", None)
+    if not isinstance(record, dict) or "runs" not in record:
+        raise ConfigError(f"no experiment {name!r} in {store.root}")
+    result = summarise(record, store)
+    result["seeds_done"] = {v: len(ids) for v, ids in record["runs"].items()}
+    return result
+
+
+def experiment_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per variant (in the runner's order), then the teacher: what a table or a plot shows."""
+    rows = []
+    for variant in [v for v in VARIANTS if v in result.get("table", {})]:
+        row = result["table"][variant]
+        rows.append({"variant": variant, "what": VARIANTS[variant][0], "mean": row["mean"], "std": row["std"],
+                     "n": row["n"], "scores": row["scores"], "share_of_teacher": row.get("share_of_teacher"),
+                     "seconds_mean": row.get("seconds_mean")})
+    return rows
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     lines = ["| variant | dev score (mean ± sd) | n | share of teacher | mean seconds |", "|---|---|---|---|---|"]
     for variant, row in result.get("table", {}).items():

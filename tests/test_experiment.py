@@ -75,3 +75,36 @@ def test_experiment_runs_variants_over_seeds(tmp_path, shared_glue_dir, tiny_tea
 
 def test_variant_registry_covers_the_paper_ablations():
     assert {"finetune", "kd", "lrc", "lrc-no-cosnce", "lrc-no-perturb", "lrc-one-stage", "lrc-mse"} <= set(VARIANTS)
+
+
+def test_the_runs_tab_shows_an_experiment_as_one_table_and_one_plot(tmp_path, shared_glue_dir, tiny_teacher_dir):
+    from app.jobs import JobManager
+    from app.state import AppContext, AppSettings
+    from app.ui import Studio
+    from lrc.experiment import experiment_rows, list_experiments, load_experiment
+
+    cfg = tiny_config(data_dir=str(shared_glue_dir), teacher=str(tiny_teacher_dir), max_steps=2)
+    store = RunStore(tmp_path / "runs")
+    list(run_experiment(ExperimentSpec("exp-v", cfg, ["kd", "lrc"], [0, 1], robustness_rates=(0.3,)), store))
+    assert list_experiments(store) == ["exp-v"]
+    result = load_experiment(store, "exp-v")
+    rows = experiment_rows(result)
+    assert [r["variant"] for r in rows] == ["kd", "lrc"] and all(r["n"] == 2 for r in rows)
+    lrc_scores = [store.get(f"exp-v-lrc-s{s}").summary["score"] for s in (0, 1)]
+    assert rows[1]["scores"] == lrc_scores and rows[1]["mean"] == pytest.approx(sum(lrc_scores) / 2)
+    with pytest.raises(Exception, match="invalid run id|no experiment"):
+        load_experiment(store, "../exp-v")
+
+    studio = Studio(AppContext(settings=AppSettings(runs_dir=str(store.root)), store=store,
+                               jobs=JobManager(store, devices=["cpu"])))
+    assert studio.experiment_choices()["choices"] == ["exp-v"]
+    table, fig, note, pick = studio.experiment_view("exp-v")
+    data = table["value"]["data"]
+    assert [row[0] for row in data] == ["kd", "lrc", "teacher"] and data[1][3] == 2
+    bars, seeds = fig.data[0], fig.data[1]
+    assert list(bars.x) == ["kd", "lrc"] and list(bars.y) == [r["mean"] for r in rows]
+    assert list(bars.error_y.array) == [r["std"] for r in rows] and len(seeds.y) == 4
+    assert "Robustness" in note and "typo@0.3" in note
+    assert pick["value"] == ["exp-v-kd-s0", "exp-v-lrc-s0"]
+    api = studio.experiment_api("exp-v")
+    assert api["rows"][0]["variant"] == "kd" and api["finished"]
