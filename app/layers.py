@@ -236,13 +236,14 @@ def build_layers_tab(store: RunStore) -> None:
 
     views_out = [sim_plot, cka_plot, bars_plot, info]
     scatter_out = [scatter_plot, scatter_info]
-    run_evt = run.change(_run_change, [run], [pair, snap_bars, snap_lines, snap_info])
-    run_evt.then(_views, view_inputs, views_out).then(_scatter, scatter_inputs, scatter_out)
+    private = {"api_visibility": "private"}  # internal wiring, not API endpoints (the tab's work is in lrc.analysis)
+    run_evt = run.change(_run_change, [run], [pair, snap_bars, snap_lines, snap_info], **private)
+    run_evt.then(_views, view_inputs, views_out, **private).then(_scatter, scatter_inputs, scatter_out, **private)
     for trigger in (variant.change, representation.change, examples.release, compute.click):
-        trigger(_views, view_inputs, views_out).then(_scatter, scatter_inputs, scatter_out)
-    value.change(_heatmap, view_inputs, [sim_plot])
+        trigger(_views, view_inputs, views_out, **private).then(_scatter, scatter_inputs, scatter_out, **private)
+    value.change(_heatmap, view_inputs, [sim_plot], **private)
     for trigger in (draw.click, pair.input, method.change, lines.change):
-        trigger(_scatter, scatter_inputs, scatter_out)
-    refresh.click(_refresh, [run], [run])
+        trigger(_scatter, scatter_inputs, scatter_out, **private)
+    refresh.click(_refresh, [run], [run], **private)
     if hasattr(parent, "select"):  # inside a gr.Tab: opening the tab refreshes the run list
-        parent.select(_refresh, [run], [run])
+        parent.select(_refresh, [run], [run], **private)

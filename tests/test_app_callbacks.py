@@ -391,3 +391,13 @@ def test_resume_continues_a_stopped_run_from_its_checkpoint(env):
         next(studio.resume("to-resume", request=None, progress=Recorder()))
     with pytest.raises(gr.Error, match="invalid run id"):
         next(studio.resume("../x", request=None, progress=Recorder()))
+
+
+def test_public_api_is_exactly_the_documented_endpoints(env):
+    """Internal wiring (the Layers tab, re-attach, form helpers) must not leak out as API endpoints."""
+    demo = build_app(env["ctx"])
+    names = {name.strip("/") for name in demo.get_api_info()["named_endpoints"]}
+    assert names == {"distill", "watch", "stop", "resume", "runs", "compare", "predict", "disagreements",
+                     "download", "delete", "push", "experiment"}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert all(f"`{n}`" in readme for n in names), "README lists every endpoint"
