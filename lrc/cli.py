@@ -272,11 +272,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from .pipeline import labels_only, run_teacher
-
     if args.resume:
         return cmd_resume(args)
     cfg = _config(args)
+    from .pipeline import labels_only, run_teacher
+
     # a teacher run trains for teacher_epochs at teacher_lr unless --epochs / --lr say otherwise
     cfg = labels_only(cfg, teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
                       lr=cfg.teacher_lr if args.lr is None else None)  # config.json records what really ran
@@ -290,11 +290,11 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .pipeline import run_distill
-
     if args.resume:
         return cmd_resume(args)
-    cfg = _config(args)
+    cfg = _config(args)  # validated before torch is imported: a bad flag is answered at once
+    from .pipeline import run_distill
+
     store, run = _out_run(args, cfg, "distill")
     with _StopOnSignal() as stop:
         end = _show(run_distill(cfg, run, stop.event.is_set, store=store))

@@ -201,3 +201,16 @@ def test_existing_out_folder_is_refused(capsys, shared_glue_dir, tiny_teacher_di
                  "--out", str(out), "--max-steps", "1", *TINY])
     assert code == 2 and "already exists" in _one_error_line(capsys)
     assert [p.name for p in out.iterdir()] == ["something"]
+
+
+def test_a_bad_flag_is_answered_before_torch_is_imported():
+    """Validation comes first: a typo costs a fraction of a second, not the seconds torch takes to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lrc.cli import main; rc = main(['distill', '--task', 'sst2', '--batch-size', '0']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+    assert "batch_size" in out.stderr
