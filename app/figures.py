@@ -215,25 +215,36 @@ def score_figure(rows: list[dict[str, Any]], metric: str) -> go.Figure:
 
 def experiment_figure(rows: list[dict[str, Any]], teacher_score: float | None, metric: str,
                       title: str = "") -> go.Figure:
-    """Each variant's mean dev score with its standard deviation over seeds, every seed as a dot, and the
-    teacher as a line: the experiment's claims at a glance."""
+    """Each variant's mean dev score with its standard deviation over seeds, every seed as a small dot, and the
+    teacher as a dashed line. Points on a tight axis rather than bars from zero: the differences are a point or
+    two, and bars would hide them (or, cut off above zero, exaggerate them)."""
     fig = go.Figure()
     fig.update_layout(title={"text": title or f"dev {metric} by variant (mean ± sd over seeds)", "font": {"size": 14}},
-                      height=360, template="plotly_white", margin={"l": 50, "r": 20, "t": 50, "b": 90},
+                      height=360, template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 90},
                       showlegend=True, yaxis_title=metric)
     if not rows:
         return _waiting(fig, "an experiment's results")
     names = [r["variant"] for r in rows]
-    fig.add_trace(go.Bar(x=names, y=[r["mean"] for r in rows], name="mean",
-                         error_y={"type": "data", "array": [r["std"] for r in rows], "visible": True},
-                         marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
-                         text=[f"{r['mean']:.3f}" for r in rows], textposition="outside",
-                         hovertext=[r.get("what", "") for r in rows]))
-    xs = [r["variant"] for r in rows for _ in r["scores"]]
-    ys = [v for r in rows for v in r["scores"]]
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="seeds",
-                             marker={"color": "#111827", "size": 7, "opacity": 0.7}))
+    for i, r in enumerate(rows):
+        n = len(r["scores"])
+        offsets = [0.12 * (k - (n - 1) / 2) / max(1, n - 1) for k in range(n)] if n > 1 else [0.0]
+        fig.add_trace(go.Scatter(x=[i + 0.18 + o for o in offsets], y=r["scores"], mode="markers",
+                                 name="seeds", legendgroup="seeds", showlegend=i == 0,
+                                 marker={"color": "#9ca3af", "size": 7}, hoverinfo="y"))
+    fig.add_trace(go.Scatter(x=list(range(len(rows))), y=[r["mean"] for r in rows], mode="markers+text",
+                             name="mean ± sd", text=[f"{r['mean']:.3f}" for r in rows], textposition="middle left",
+                             error_y={"type": "data", "array": [r["std"] for r in rows], "visible": True,
+                                      "thickness": 2, "width": 8},
+                             marker={"size": 13, "color": [PALETTE[i % len(PALETTE)] for i in range(len(rows))]},
+                             hovertext=[r.get("what", "") for r in rows]))
+    values = [v for r in rows for v in r["scores"]] + [r["mean"] - r["std"] for r in rows]
+    values += [r["mean"] + r["std"] for r in rows]
     if isinstance(teacher_score, (int, float)):
+        values.append(teacher_score)
         fig.add_hline(y=teacher_score, line_dash="dash", line_color="#6b7280",
-                      annotation_text=f"teacher {teacher_score:.3f}", annotation_position="top left")
+                      annotation_text=f"teacher {teacher_score:.3f}", annotation_position="top right")
+    low, high = min(values), max(values)
+    pad = max(0.01, 0.15 * (high - low))
+    fig.update_xaxes(tickvals=list(range(len(rows))), ticktext=names, range=[-0.6, len(rows) - 0.4])
+    fig.update_yaxes(range=[low - pad, high + pad])
     return fig

@@ -112,5 +112,46 @@ def main(argv: list[str] | None = None) -> None:
     print("screenshots in", out)
 
 
+def experiment_shots(argv: list[str] | None = None) -> None:
+    """`python -m app.screenshots --experiment NAME --runs-dir DIR`: the Runs tab showing one experiment (table,
+    plot) and its seed-0 runs' curves, for docs/RESULTS.md. Uses an existing run store; trains nothing."""
+    p = argparse.ArgumentParser(prog="python -m app.screenshots --experiment")
+    p.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--out", default="docs/img")
+    p.add_argument("--term", default="hard", help="loss term for the curves: loss | cos_nce | soft | hard")
+    p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = p.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with AppProcess(Path(args.runs_dir), preset="quick-cpu") as app, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+        page.set_default_timeout(120_000)
+        page.goto(app.url)
+        page.wait_for_selector("#lrc-distill")
+        page.get_by_role("tab", name="Runs").click()
+        for name in args.experiment:
+            _select(page, "lrc-experiment-pick", name)
+            page.wait_for_function(f"document.querySelector('#lrc-experiment-table').innerText.includes('teacher')")
+            from .figures import TERM_NAMES
+
+            page.get_by_label(TERM_NAMES.get(args.term, args.term), exact=True).check()
+            page.get_by_role("button", name="Compare").click()
+            page.wait_for_timeout(4000)
+            page.locator("#lrc-experiment-plot").screenshot(path=str(out / f"{name}.png"))
+            page.locator("#lrc-compare-plot").screenshot(path=str(out / f"{name}-curves.png"))
+            print("shot", out / f"{name}.png", out / f"{name}-curves.png")
+        browser.close()
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--experiment" in sys.argv:
+        experiment_shots()
+    else:
+        main()

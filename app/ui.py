@@ -855,7 +855,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                     term = gr.Radio([(name, key) for key, name in figures.TERMS], value="loss", label="Loss term",
                                     scale=2)
                     compare_btn = gr.Button("Compare", variant="primary", scale=0)
-                compare_plot = gr.Plot(figures.compare_figure([]), label="Curves")
+                compare_plot = gr.Plot(figures.compare_figure([]), label="Curves", elem_id="lrc-compare-plot")
                 compare_table = gr.Dataframe(headers=["run", "method", "score"], interactive=False, wrap=True,
                                              label="Metrics and differing settings")
                 score_plot = gr.Plot(figures.score_figure([], "score"), label="Scores")
@@ -868,7 +868,8 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                     exp_refresh = gr.Button("Refresh", size="sm", scale=0)
                 exp_table = gr.Dataframe(headers=runs_view.EXPERIMENT_COLUMNS, interactive=False, wrap=True,
                                          elem_id="lrc-experiment-table")
-                exp_plot = gr.Plot(figures.experiment_figure([], None, "score"), label="Variants")
+                exp_plot = gr.Plot(figures.experiment_figure([], None, "score"), label="Variants",
+                                   elem_id="lrc-experiment-plot")
                 exp_note = gr.Markdown("", elem_classes="lrc-small")
                 gr.Markdown("### Export")
                 with gr.Row():

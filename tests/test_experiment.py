@@ -101,9 +101,10 @@ def test_the_runs_tab_shows_an_experiment_as_one_table_and_one_plot(tmp_path, sh
     table, fig, note, pick = studio.experiment_view("exp-v")
     data = table["value"]["data"]
     assert [row[0] for row in data] == ["kd", "lrc", "teacher"] and data[1][3] == 2
-    bars, seeds = fig.data[0], fig.data[1]
-    assert list(bars.x) == ["kd", "lrc"] and list(bars.y) == [r["mean"] for r in rows]
-    assert list(bars.error_y.array) == [r["std"] for r in rows] and len(seeds.y) == 4
+    means = fig.data[-1]
+    assert list(fig.layout.xaxis.ticktext) == ["kd", "lrc"] and list(means.y) == [r["mean"] for r in rows]
+    assert list(means.error_y.array) == [r["std"] for r in rows]
+    assert sorted(v for t in fig.data[:-1] for v in t.y) == sorted(v for r in rows for v in r["scores"])
     assert "Robustness" in note and "typo@0.3" in note
     assert pick["value"] == ["exp-v-kd-s0", "exp-v-lrc-s0"]
     api = studio.experiment_api("exp-v")
