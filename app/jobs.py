@@ -192,6 +192,9 @@ class JobManager:
         from lrc.pipeline import prepare_resume
 
         run = self.store.get(run_id)
+        if "zerogpu" in self.devices:  # each ZeroGPU call would need to chain checkpoints: not built (untestable here)
+            raise LRCError("resuming is not available on a ZeroGPU Space yet; the stopped run's student is saved, "
+                           "and `python -m lrc distill --resume` continues it on a machine with a GPU")
         with self._cv:
             if self._closed:
                 raise LRCError("the app is shutting down; no new runs are taken")
