@@ -30,6 +30,7 @@ from .layers import build_layers_tab
 from .state import AppContext
 
 POLL_S = 0.5  # how often a stream looks for new events
+FIRST_POLL_S = 0.1  # until the first loss point has arrived: that moment is what a user waits for
 HEARTBEAT_S = 3.0  # refresh the status line (ETA, queue place) at least this often, even without new events
 BUNDLED = "bundled"
 TERMINAL_STATES = set(TERMINAL)
@@ -317,7 +318,7 @@ class Studio:
                 last_beat, first = now, False
             if done:
                 return
-            time.sleep(POLL_S)
+            time.sleep(POLL_S if curves.last_step is not None else FIRST_POLL_S)
 
     def stream(self, run_id: str, progress=None) -> Iterator[tuple]:
         metric = metric_for(self.store.get(run_id).config.get("task"))

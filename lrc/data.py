@@ -8,6 +8,7 @@ the teacher cache).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
@@ -323,6 +324,35 @@ class _Collator:
         return self.inner(feats)
 
 
+@functools.lru_cache(maxsize=None)
+def _length_grouped_sampler_class():
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class LongestBatchAnywhere(LengthGroupedSampler):
+        """transformers' length grouping, without its longest-batch-first rule.
+
+        That rule makes an out-of-memory error come at once on a GPU; here OOM is caught and explained anyway, and
+        on a CPU it made the first step (the first loss point a user waits for) the slowest of the run, 2.3 s
+        instead of about 0.5 s. The longest batch is swapped to a random place drawn from the same generator,
+        so the order stays reproducible (and resumable).
+        """
+
+        def __iter__(self):
+            indices = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
+            n_batches = len(indices) // self.batch_size
+            if n_batches > 1:
+                j = int(torch.randint(1, n_batches, (1,), generator=self.generator))
+                b = self.batch_size
+                indices[:b], indices[j * b:(j + 1) * b] = indices[j * b:(j + 1) * b], indices[:b]
+            return iter(indices)
+
+    return LongestBatchAnywhere
+
+
+def _LengthGroupedSampler(*args, **kwargs):  # noqa: N802 - a class made on first use (transformers loads lazily)
+    return _length_grouped_sampler_class()(*args, **kwargs)
+
+
 def make_loader(
     ds: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -337,9 +367,7 @@ def make_loader(
     ds = ds.with_format("python")
     generator = torch.Generator().manual_seed(seed)
     if shuffle and length_grouping:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        sampler = LengthGroupedSampler(batch_size, dataset=ds, lengths=ds["length"], generator=generator)
+        sampler = _LengthGroupedSampler(batch_size, dataset=ds, lengths=ds["length"], generator=generator)
     elif shuffle:
         sampler = RandomSampler(ds, generator=generator)
     else:
