@@ -238,3 +238,17 @@ def test_a_damaged_weights_file_is_one_clear_cli_error(tiny_teacher_dir, tmp_pat
     assert main(["predict", "--model", str(model), "a fine film"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "damaged or incomplete" in err[0] and str(model) in err[0]
+
+
+def test_a_stopped_teacher_fine_tuning_resumes_too(shared_glue_dir, tiny_teacher_dir, tmp_path):
+    from lrc.pipeline import run_teacher
+
+    cfg = _cfg(shared_glue_dir, tiny_teacher_dir, max_steps=8, eval_every=0)
+    store = RunStore(tmp_path / "runs")
+    run = store.create(cfg.to_dict(), run_id="teacher-cut", kind="teacher")
+    should_stop, watch = _stop_at(3)
+    assert list(watch(run_teacher(cfg, run, should_stop)))[-1]["status"] == "stopped"
+    resumed = list(resume_run(run))
+    assert resumed[-1]["status"] == "completed" and resumed[-1]["step"] == 8
+    assert run.summary["kind"] == "teacher" and (run.path / "model" / "model.safetensors").exists()
+    assert not (run.path / "student").exists()
