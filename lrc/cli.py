@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness-rates", default="0.1,0.2",
                    help="noise rates for the robustness table (empty string: skip it)")
 
+    p = sub.add_parser("report", help="an experiment's tables (variants over seeds, robustness) as markdown")
+    p.add_argument("names", nargs="*", help="experiment names (default: every experiment in the run store)")
+    p.add_argument("--runs-dir", default=None, help="run store folder (default: $LRC_RUNS_DIR or runs/)")
+
     p = sub.add_parser("eval", help="dev-set metrics of a saved model")
     _add_common(p, training=False)
     p.add_argument("--model", required=True, help="run folder, model folder or hub id")
@@ -379,10 +383,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiment import list_experiments, load_experiment, markdown_table
+    from .runs import RunStore
+
+    root = Path(args.runs_dir) if args.runs_dir else None
+    if root is not None and not root.is_dir():
+        raise LRCError(f"--runs-dir {root} does not exist")
+    store = RunStore(root)
+    names = args.names or list_experiments(store)
+    if not names:
+        raise LRCError(f"no experiments in {store.root}; make one with `python -m lrc experiment`")
+    for name in names:
+        result = load_experiment(store, name)
+        took = (result.get("finished") or 0) - (result.get("started") or 0)
+        print(f"### {name} ({result.get('task')}, seeds {result.get('seeds')}"
+              + (f", {took / 60:.0f} min" if result.get("finished") else ", unfinished") + ")\n")
+        print(markdown_table(result) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"teacher": cmd_teacher, "distill": cmd_distill, "eval": cmd_eval, "predict": cmd_predict,
-               "experiment": cmd_experiment}[args.command]
+               "experiment": cmd_experiment, "report": cmd_report}[args.command]
     try:
         return handler(args)
     except LRCError as exc:

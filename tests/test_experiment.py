@@ -109,3 +109,16 @@ def test_the_runs_tab_shows_an_experiment_as_one_table_and_one_plot(tmp_path, sh
     assert pick["value"] == ["exp-v-kd-s0", "exp-v-lrc-s0"]
     api = studio.experiment_api("exp-v")
     assert api["rows"][0]["variant"] == "kd" and api["finished"]
+
+
+def test_report_prints_an_experiments_tables(tmp_path, shared_glue_dir, tiny_teacher_dir, capsys):
+    from lrc.cli import main
+
+    cfg = tiny_config(data_dir=str(shared_glue_dir), teacher=str(tiny_teacher_dir), max_steps=2)
+    store = RunStore(tmp_path / "runs")
+    list(run_experiment(ExperimentSpec("exp-r", cfg, ["kd", "lrc"], [0], robustness_rates=()), store))
+    assert main(["report", "--runs-dir", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "### exp-r (sst2, seeds [0]" in out and "| kd |" in out and "| lrc |" in out and "| teacher |" in out
+    assert main(["report", "--runs-dir", str(tmp_path / "nowhere")]) == 2
+    assert not (tmp_path / "nowhere").exists()
