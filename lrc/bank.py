@@ -58,3 +58,23 @@ class NegativeBank:
         else:
             mask = not_self
         return out, mask
+
+    # ---- checkpointing: a resumed run must draw the same negatives from the same entries ----------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"generator": self.generator.get_state()}
+        if self.ids is not None:
+            state["ids"] = self.ids
+            state.update({f"vectors_{i}": v for i, v in enumerate(self.vectors)})
+            if self.masks is not None:
+                state["masks"] = self.masks
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device | None = None) -> None:
+        self.generator.set_state(state["generator"])
+        if "ids" not in state:
+            self.vectors = self.masks = self.ids = None
+            return
+        move = (lambda t: t.to(device)) if device is not None else (lambda t: t)
+        self.ids = move(state["ids"])
+        self.vectors = [move(state[f"vectors_{i}"]) for i in range(sum(k.startswith("vectors_") for k in state))]
+        self.masks = move(state["masks"]) if "masks" in state else None

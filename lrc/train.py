@@ -392,6 +392,10 @@ class Distiller:
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp))
+            if self.bank is not None:  # each process has its own bank (its own negatives and generator)
+                from safetensors.torch import save_file
+
+                save_file(self.bank.state_dict(), str(tmp / f"bank-{acc.process_index}.safetensors"))
             if acc.is_main_process:
                 state = {"step": self.step, "epoch": self._epoch, "batch_in_epoch": self._batch_in_epoch,
                          "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
@@ -425,6 +429,11 @@ class Distiller:
         self.step, self._epoch, self._batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         if self._generator is not None and state.get("generator_state") is not None:
             self._generator.set_state(torch.tensor(state["generator_state"], dtype=torch.uint8))
+        bank_file = self.resume_from / f"bank-{self.accelerator.process_index}.safetensors"
+        if self.bank is not None and bank_file.exists():
+            from safetensors.torch import load_file
+
+            self.bank.load_state_dict(load_file(str(bank_file)), self.accelerator.device)
         return state
 
     def _epoch_iterator(self, skip: int = 0):

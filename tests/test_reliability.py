@@ -53,8 +53,11 @@ def _stop_at(step: int):
     return should_stop, watch
 
 
-def test_resume_after_stop_matches_an_uninterrupted_run(shared_glue_dir, tiny_teacher_dir, tmp_path):
-    cfg = _cfg(shared_glue_dir, tiny_teacher_dir)
+@pytest.mark.parametrize("options", [{}, {"length_grouping": True, "teacher_cache": True, "negatives": "bank",
+                                          "num_negatives": 4}, {"negatives": "bank", "num_negatives": 4}],
+                         ids=["plain", "grouped-cached-bank", "live-bank"])
+def test_resume_after_stop_matches_an_uninterrupted_run(shared_glue_dir, tiny_teacher_dir, tmp_path, options):
+    cfg = _cfg(shared_glue_dir, tiny_teacher_dir, **options)
     store = RunStore(tmp_path / "runs")
     whole = store.create(cfg.to_dict(), run_id="whole")
     assert list(run_distill(cfg, whole, store=store))[-1]["status"] == "completed"
