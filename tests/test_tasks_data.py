@@ -357,3 +357,13 @@ def test_length_grouping_does_not_put_the_longest_batch_first(tmp_path, tokenize
     assert not all(firsts)
     again = [b["idx"].tolist() for b in make_loader(ds, tokenizer, 8, shuffle=True, seed=3, length_grouping=True)]
     assert again == orders[3]
+
+
+def test_parsed_files_are_reused_until_the_file_changes(glue_dir):
+    first = load_task_data("sst2", glue_dir)
+    again = load_task_data("sst2", glue_dir)
+    assert again.train is first.train, "an unchanged file is not parsed again"
+    train = glue_dir / "SST-2" / "train.tsv"
+    train.write_text(train.read_text() + "one more fine sentence\t1\n")
+    changed = load_task_data("sst2", glue_dir)
+    assert len(changed.train) == len(first.train) + 1
