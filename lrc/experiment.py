@@ -179,7 +179,7 @@ def experiment_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown_table(result: dict[str, Any]) -> str:
     lines = ["| variant | dev score (mean ± sd) | n | share of teacher | mean seconds |", "|---|---|---|---|---|"]
     for variant, row in result.get("table", {}).items():
-        share = f"{100 * row['share_of_teacher']:.1f}%" if row.get("share_of_teacher") else "n/a"
+        share = f"{100 * row['share_of_teacher']:.1f}%" if row.get("share_of_teacher") is not None else "n/a"
         lines.append(f"| {variant} | {row['mean']:.4f} ± {row['std']:.4f} | {row['n']} | {share} | "
                      f"{row['seconds_mean']:.0f} |")
     if result.get("teacher_score") is not None:
