@@ -35,6 +35,8 @@ VARIANTS = {
     "lrc-no-perturb": dict(perturb=False),
     "lrc": {},
 }
+# the same full-LRC step with torch's per-tensor loop AdamW instead of the fused one lrc uses (--adamw-loop)
+LOOP_ADAMW = "lrc, loop AdamW"
 
 
 def make_teacher(args, task):
@@ -46,6 +48,8 @@ def make_teacher(args, task):
 
 
 def build(args, variant: str, cache: bool, data, tokenizer, teacher) -> Distiller:
+    loop_adamw = variant == LOOP_ADAMW
+    variant = "lrc" if loop_adamw else variant
     student_shape = StudentConfig(4, 312, 12, 1200, "random") if args.paper_shapes else \
         StudentConfig(2, 384, 12, 1536, "auto")
     cfg = DistillConfig(
@@ -57,7 +61,15 @@ def build(args, variant: str, cache: bool, data, tokenizer, teacher) -> Distille
     torch.manual_seed(0)
     student, _ = build_student(student_shape, teacher, data.task, layer_map)
     d = Distiller(cfg, data, tokenizer, student, teacher, layer_map)
-    d._prepare()
+    if loop_adamw:
+        fused_adamw = torch.optim.AdamW
+        torch.optim.AdamW = lambda params, **kw: fused_adamw(params, **{**kw, "fused": False, "foreach": False})
+        try:
+            d._prepare()
+        finally:
+            torch.optim.AdamW = fused_adamw
+    else:
+        d._prepare()
     return d
 
 
@@ -85,6 +97,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="no")
     p.add_argument("--paper-shapes", action="store_true")
+    p.add_argument("--adamw-loop", action="store_true",
+                   help="also time full LRC with torch's per-tensor loop AdamW (lrc uses the fused one)")
     args = p.parse_args()
     os.environ.setdefault("LRC_CACHE_DIR", tempfile.mkdtemp(prefix="lrc-bench-cache-"))
 
@@ -93,7 +107,7 @@ def main() -> None:
     data = load_data(cfg)
     tokenizer = load_tokenizer(None)
     teacher, _ = make_teacher(args, data.task)
-    combos = [(v, c) for v in VARIANTS for c in (False, True)]
+    combos = [(v, c) for v in VARIANTS for c in (False, True)] + ([(LOOP_ADAMW, False)] if args.adamw_loop else [])
     distillers = {combo: build(args, *combo, data, tokenizer, teacher) for combo in combos}
     # identical batches for every variant, taken from a cached distiller so they carry the cache's row ids
     it = iter(distillers[("kd", True)].loader)
@@ -115,9 +129,9 @@ def main() -> None:
         "seq_len": args.seq_len, "precision": args.precision, "paper_shapes": args.paper_shapes,
         "command": "python " + " ".join(sys.argv),
     }
-    print(f"{'variant':<16}{'cache':<7}{'s/step':>9}{'samples/s':>11}{'x kd(live)':>12}")
+    print(f"{'variant':<18}{'cache':<7}{'s/step':>9}{'samples/s':>11}{'x kd(live)':>12}")
     for r in rows:
-        print(f"{r['variant']:<16}{str(r['teacher_cache']):<7}{r['sec_per_step']:>9.3f}{r['samples_per_s']:>11.1f}"
+        print(f"{r['variant']:<18}{str(r['teacher_cache']):<7}{r['sec_per_step']:>9.3f}{r['samples_per_s']:>11.1f}"
               f"{r['vs_kd_uncached']:>12.2f}")
     print(json.dumps({"bench": "step", **meta, "rows": rows}))
 
