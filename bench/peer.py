@@ -146,7 +146,7 @@ class TextBrewerSide:
                                   intermediate_matches=matches)
         self.distiller = GeneralDistiller(tcfg, dcfg, teacher, self.student, _tb_adaptor, _tb_adaptor)
         self.distiller.save_and_callback = lambda *a, **k: None  # no checkpoint file at the end of train()
-        self.optimizer = torch.optim.AdamW(param_groups([self.student]), lr=LR)
+        self.optimizer = torch.optim.AdamW(param_groups([self.student]), lr=LR, fused=True)  # as lrc builds it
         self.stamps: list[tuple[float, float]] = []
 
     def _post(self, batch):
@@ -175,7 +175,7 @@ class PlainSide:
         self.student, self.teacher = student.to(device), teacher
         self.hidden = variant in ("mse", "cos")
         self.proj = Projections(384, 384, len(layer_map)).to(device) if self.hidden else nn.Module()
-        self.optimizer = torch.optim.AdamW(param_groups([self.student, self.proj]), lr=LR)
+        self.optimizer = torch.optim.AdamW(param_groups([self.student, self.proj]), lr=LR, fused=True)  # as lrc builds it
         self.scheduler = linear_schedule(self.optimizer)
         self.params = list(self.student.parameters()) + list(self.proj.parameters())
 
