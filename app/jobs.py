@@ -179,12 +179,7 @@ class JobManager:
         run = self.store.create(cfg.to_dict(), run_id=run_id, kind="distill", owner=owner, source="app", **meta)
         # the app's pid: if the app dies before the run starts, the store shows the run as interrupted
         run.set_status("queued", pid=os.getpid(), queued=time.time())
-        job = Job(run.id, cfg, owner)
-        with self._cv:
-            self._waiting.append(job)
-            self._jobs[run.id] = job
-            self._cv.notify_all()
-        self._ensure_workers()
+        self._enqueue(Job(run.id, cfg, owner))
         return run
 
     def resume(self, run_id: str) -> Run:
@@ -205,14 +200,16 @@ class JobManager:
                 raise QueueFull(f"the queue is full ({self.max_queue} runs waiting); try again when one has finished")
         prepare_resume(run)  # refuses finished or checkpoint-less runs; trims the events before anyone watches
         (run.path / STOP_FILE).unlink(missing_ok=True)
-        job = Job(run.id, DistillConfig.from_dict({k: v for k, v in run.config.items() if k in _CONFIG_KEYS}),
-                  run.config.get("owner"), resume=True)
+        self._enqueue(Job(run.id, DistillConfig.from_dict({k: v for k, v in run.config.items() if k in _CONFIG_KEYS}),
+                          run.config.get("owner"), resume=True))
+        return run
+
+    def _enqueue(self, job: Job) -> None:
         with self._cv:
             self._waiting.append(job)
-            self._jobs[run.id] = job
+            self._jobs[job.run_id] = job
             self._cv.notify_all()
         self._ensure_workers()
-        return run
 
     def stop(self, run_id: str) -> str:
         """Ask a run to stop. Returns what happened: cancelled | stopping | finished | unknown."""
