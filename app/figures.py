@@ -17,6 +17,16 @@ TERMS: tuple[tuple[str, str], ...] = (
     ("loss", "total"), ("cos_nce", "COS-NCE"), ("soft", "soft (KL)"), ("hard", "hard (CE)"),
 )
 TERM_NAMES = dict(TERMS)
+# a regression task (STS-B, a user's scores) has one output: both label losses are then MSE, not KL / CE
+REGRESSION_METRICS = frozenset({"pearson", "spearman"})
+REGRESSION_TERM_NAMES = {"soft": "soft (MSE)", "hard": "hard (MSE)"}
+
+
+def term_name(term: str, metric: str | None = None) -> str:
+    """The legend name of a loss term, saying MSE where the task is a regression."""
+    if metric in REGRESSION_METRICS and term in REGRESSION_TERM_NAMES:
+        return REGRESSION_TERM_NAMES[term]
+    return TERM_NAMES.get(term, term)
 PALETTE = ("#4f46e5", "#16a34a", "#ea580c", "#db2777", "#0891b2", "#ca8a04", "#7c3aed", "#dc2626", "#475569")
 TERM_COLORS = {"loss": "#111827", "cos_nce": "#4f46e5", "soft": "#16a34a", "hard": "#ea580c"}
 
@@ -139,13 +149,13 @@ def loss_figure(curves: Curves | None, metric: str | None = "accuracy", title: s
             text = "loading data and models"
         return _waiting(fig, text)
     many = max(len(v) for v in curves.series.values()) > 40
-    for key, name in TERMS:
+    for key, _name in TERMS:
         points = curves.series.get(key)
         if not points:
             continue
         xs, ys = zip(*points)
         fig.add_trace(go.Scatter(
-            x=list(xs), y=list(ys), name=name, mode="lines" if many else "lines+markers",
+            x=list(xs), y=list(ys), name=term_name(key, metric), mode="lines" if many else "lines+markers",
             line={"width": 3 if key == "loss" else 1.6, "color": TERM_COLORS[key]},
             marker={"size": 4},
         ), secondary_y=False)
@@ -169,7 +179,7 @@ def compare_figure(runs: list[tuple[str, Curves, str | None]], term: str = "loss
     """One line per run for a loss term, dev metrics as points in the run's colour on the right axis."""
     metrics = {m for _l, _c, m in runs if m}
     metric = metrics.pop() if len(metrics) == 1 else None
-    fig = _base(f"{TERM_NAMES.get(term, term)} loss" + (f" and dev {metric}" if metric else ""), metric)
+    fig = _base(f"{term_name(term, metric)} loss" + (f" and dev {metric}" if metric else ""), metric)
     if not runs:
         return _waiting(fig, "pick two or more runs to compare")
     drawn = False
@@ -190,7 +200,7 @@ def compare_figure(runs: list[tuple[str, Curves, str | None]], term: str = "loss
                                          marker={"size": 10, "symbol": "diamond", "color": color},
                                          legendgroup=label, showlegend=False), secondary_y=True)
     if not drawn:
-        _waiting(fig, f"none of these runs logged the {TERM_NAMES.get(term, term)} term")
+        _waiting(fig, f"none of these runs logged the {term_name(term, metric)} term")
     return fig
 
 

@@ -362,6 +362,11 @@ def test_loss_figure_from_events():
     fig = figures.loss_figure(curves, "accuracy")
     assert [t.name for t in fig.data] == ["total", "COS-NCE", "soft (KL)", "hard (CE)", "dev accuracy"]
     assert figures.loss_figure(None).layout.annotations  # the empty state says what to do
+    # a regression task's label losses are MSE, and the legend and the compare title say so
+    fig = figures.loss_figure(curves, "pearson")
+    assert [t.name for t in fig.data] == ["total", "COS-NCE", "soft (MSE)", "hard (MSE)"]  # no pearson evals here
+    compared = figures.compare_figure([("a", curves, "pearson")], term="hard")
+    assert compared.layout.title.text.startswith("hard (MSE) loss")
 
 
 def test_app_builds_with_named_endpoints(env):
