@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
+from bench.common import prepare_environment  # noqa: E402
+
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
@@ -279,14 +281,7 @@ def main() -> None:
     p.add_argument("--skip", default="", help="comma-separated parts to skip: first,predict,layers")
     p.add_argument("--keep", default=None, help="use (and keep) this folder for the run store")
     args = p.parse_args()
-    if not args.data_dir or not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
-        p.error("--data-dir (or GLUE_DIR) must point at a GLUE folder with SST-2/")
-    data_dir = Path(args.data_dir).resolve()
-    if args.threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    data_dir = prepare_environment(p, args)
     import torch
 
     if args.threads:

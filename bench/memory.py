@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
+from bench.common import prepare_environment  # noqa: E402
+
 GIB = 1024**3
 
 
@@ -89,14 +91,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="OMP/MKL/NUMBA threads of the app (0: default)")
     p.add_argument("--idle-seconds", type=float, default=5.0)
     args = p.parse_args()
-    if not args.data_dir or not (Path(args.data_dir) / "SST-2" / "train.tsv").exists():
-        p.error("--data-dir (or GLUE_DIR) must point at a GLUE folder with SST-2/")
-    data_dir = Path(args.data_dir).resolve()
-    if args.threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    data_dir = prepare_environment(p, args)
     import gradio
     import gradio_client
     from gradio_client import Client

@@ -64,15 +64,14 @@ def make_accelerator(cfg: DistillConfig) -> Accelerator:
     precision = resolve_precision(cfg.mixed_precision, "cpu" if cpu else "cuda")
     # stage 1 trains COS-NCE only, so the classifier head gets no gradient there: DDP must allow unused parameters
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    kwargs: dict[str, Any] = {}
     try:
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers, **kwargs)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
     except ValueError:
         # the process-wide AcceleratorState was set up by an earlier run with other settings (app, tests)
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers, **kwargs)
+        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
 
 
 def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
