@@ -39,17 +39,17 @@ def env_flag(name: str, environ: dict[str, str] | None = None) -> bool:
     return (environ if environ is not None else os.environ).get(name, "").strip().lower() in TRUE
 
 
-def env_positive_int(name: str, default: int, environ: dict[str, str] | None = None) -> int:
-    """A positive whole-number operator setting; a bad value stops the app at start with the fix, not later."""
+def env_whole_number(name: str, default: int, minimum: int = 1, environ: dict[str, str] | None = None) -> int:
+    """A whole-number operator setting; a bad value stops the app at start with the fix, not later."""
     raw = (environ if environ is not None else os.environ).get(name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise LRCError(f"{name} must be a whole number >= 1; got {raw!r} (unset it for the default {default})")
+        value = minimum - 1
+    if value < minimum:
+        raise LRCError(f"{name} must be a whole number >= {minimum}; got {raw!r} (unset it for the default {default})")
     return value
 
 

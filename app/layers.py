@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from lrc.analysis import REPRESENTATIONS, get_run_analysis, warm_up_umap
+from lrc.analysis import REPRESENTATIONS, get_run_analysis, set_cache_budget, warm_up_umap
 from lrc.errors import LRCError
 from lrc.runs import RunStore
 
@@ -172,10 +172,12 @@ def on_run_change(store: RunStore, run_id: str | None):
 
 # ---- layout ----------------------------------------------------------------------------------------------------
 
-def build_layers_tab(store: RunStore) -> None:
-    """Fill the Layers tab; called inside `with gr.Tab("Layers"):`."""
+def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
+    """Fill the Layers tab; called inside `with gr.Tab("Layers"):`. cache_mb: the operator's budget for other
+    samples' layer vectors per run (LRC_LAYERS_CACHE_MB; None: lrc's default)."""
     from gradio.context import Context
 
+    set_cache_budget(None if cache_mb is None else cache_mb * 2**20)
     parent = Context.block
     runs = analysable_runs(store)
     gr.Markdown(INTRO)

@@ -3,7 +3,7 @@
 Nothing here loads a model or imports torch: the app must start fast. Settings come from the command line
 (`python app.py --runs-dir ... --data-dir ...`) or the environment (`LRC_RUNS_DIR`, `GLUE_DIR`, `HF_TOKEN`), and
 the operator's safety switches from the environment only (`LRC_ALLOW_LOCAL_PATHS`, `LRC_ALLOW_FOREIGN_STOP`,
-`LRC_MAX_UPLOAD_MB`; see app/guard.py): a request can never turn them on.
+`LRC_MAX_UPLOAD_MB`, `LRC_LAYERS_CACHE_MB`; see app/guard.py): a request can never turn them on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from lrc.runs import RunStore
 
-from .guard import env_flag, env_positive_int
+from .guard import env_flag, env_whole_number
 from .jobs import JobManager
 
 
@@ -31,6 +31,8 @@ class AppSettings:
     allow_local_paths: bool = False  # a teacher may be any local folder (off: bundled, store runs, hub ids only)
     allow_foreign_stop: bool = False  # any session may stop or delete any run (off: only the run's own session)
     max_upload_mb: int = 20  # the largest file the server accepts on its upload route
+    # MB of layer vectors the Layers tab keeps per run, all sample sizes together (lrc.analysis.DEFAULT_CACHE_MB)
+    layers_cache_mb: int = 1024
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "AppSettings":
@@ -42,7 +44,8 @@ class AppSettings:
             "hub_token": os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None,
             "allow_local_paths": env_flag("LRC_ALLOW_LOCAL_PATHS"),
             "allow_foreign_stop": env_flag("LRC_ALLOW_FOREIGN_STOP"),
-            "max_upload_mb": env_positive_int("LRC_MAX_UPLOAD_MB", cls.max_upload_mb),
+            "max_upload_mb": env_whole_number("LRC_MAX_UPLOAD_MB", cls.max_upload_mb),
+            "layers_cache_mb": env_whole_number("LRC_LAYERS_CACHE_MB", cls.layers_cache_mb, minimum=0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -950,7 +950,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
 
             # ----------------------------------------------------------------------------------- Layers
             with gr.Tab("Layers", id="layers"):
-                build_layers_tab(ctx.store)
+                build_layers_tab(ctx.store, ctx.settings.layers_cache_mb)
 
         demo.load(studio.runs_table, None, refresh_outputs, api_visibility="private")
     return demo

@@ -218,16 +218,28 @@ def layer_glue(data_dir: Path, n: int, min_words: int, seed: int = 0) -> Path:
     return folder
 
 
-def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: str) -> dict:
-    """Time what the Layers tab computes for each sample size (a fresh RunAnalysis: nothing cached)."""
+def _self_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (the kernel's peak) of this process, from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: str, cache_mb: int | None) -> dict:
+    """Time what the Layers tab computes for each sample size (a fresh RunAnalysis: nothing cached), with the
+    app's cache budget, and the memory the process holds after each."""
     from app import layer_figures as lf
-    from lrc.analysis import RunAnalysis, warm_up_umap
+    from lrc.analysis import DEFAULT_CACHE_MB, RunAnalysis, warm_up_umap
+
+    cache_mb = DEFAULT_CACHE_MB if cache_mb is None else cache_mb
 
     out: dict = {}
     start = time.perf_counter()
     warm_up_umap(background=False)
     out["umap_numba_compile_s"] = time.perf_counter() - start
-    analysis = RunAnalysis(run_path, data_dir=str(glue))
+    analysis = RunAnalysis(run_path, data_dir=str(glue), max_cache_bytes=cache_mb * 2**20)
+    out["cache_budget_mib"] = cache_mb
     start = time.perf_counter()
     analysis.models  # noqa: B018 - teacher + tokenizer
     analysis.student("trained")
@@ -265,6 +277,9 @@ def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: s
         row["heatmaps_total_s"] = (row["teacher_forward_s"] + row["student_forward_s"] + row["similarity_s"]
                                    + row["cka_s"] + row["accuracy_and_figures_s"])
         row["tab_total_s"] = row["heatmaps_total_s"] + row["umap_s"] + row["umap_figure_s"]
+        row["cache_mib"] = analysis.cache_bytes() / 2**20  # layer vectors kept after this size (the budget's share)
+        row["rss_gib"] = _self_kib("VmRSS") / 2**20
+        row["peak_rss_gib"] = _self_kib("VmHWM") / 2**20
         out["sizes"].append(row)
     return out
 
@@ -277,6 +292,8 @@ def main() -> None:
     p.add_argument("--predict-warmup", type=int, default=3)
     p.add_argument("--layers-sizes", default="1000,4000")
     p.add_argument("--representation", default="tokens")
+    p.add_argument("--cache-mb", type=int, default=None,
+                   help="the Layers cache budget (the app's LRC_LAYERS_CACHE_MB; default: lrc's DEFAULT_CACHE_MB)")
     p.add_argument("--threads", type=int, default=1, help="torch/numba threads here and in the app (0: default)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: first,predict,layers")
     p.add_argument("--keep", default=None, help="use (and keep) this folder for the run store")
@@ -337,7 +354,7 @@ def main() -> None:
         glue = layer_glue(data_dir, max(sizes), min_words=12)
         import resource
 
-        result["layers"] = layers_views(runs_dir / run_ids[-1], glue, sizes, args.representation)
+        result["layers"] = layers_views(runs_dir / run_ids[-1], glue, sizes, args.representation, args.cache_mb)
         result["layers"]["bench_process_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         result["layers"]["run"] = run_ids[-1]
         result["layers"]["representation"] = args.representation
@@ -379,12 +396,16 @@ def main() -> None:
         print(f"\nLayers views ({ly['representation']}), numba compile (first UMAP of the process) "
               f"{ly['umap_numba_compile_s']:.1f} s, model load {ly['load_models_s']:.1f} s")
         print(f"{'examples':>9}{'token rows':>11}{'teacher fwd':>12}{'student fwd':>12}{'similarity':>11}{'CKA':>7}"
-              f"{'figs':>6}{'UMAP':>7}{'PCA':>6}{'heatmaps':>10}{'whole tab':>10}")
+              f"{'figs':>6}{'UMAP':>7}{'PCA':>6}{'heatmaps':>10}{'whole tab':>10}{'kept MiB':>9}{'RSS GiB':>8}"
+              f"{'peak GiB':>9}")
         for r in ly["sizes"]:
             print(f"{r['examples_used']:>9}{r['token_rows']:>11}{r['teacher_forward_s']:>12.1f}"
                   f"{r['student_forward_s']:>12.1f}{r['similarity_s']:>11.2f}{r['cka_s']:>7.1f}"
                   f"{r['accuracy_and_figures_s']:>6.2f}{r['umap_s']:>7.1f}{r['pca_s']:>6.2f}"
-                  f"{r['heatmaps_total_s']:>10.1f}{r['tab_total_s']:>10.1f}")
+                  f"{r['heatmaps_total_s']:>10.1f}{r['tab_total_s']:>10.1f}{r['cache_mib']:>9.0f}"
+                  f"{r['rss_gib']:>8.2f}{r['peak_rss_gib']:>9.2f}")
+        print(f"(kept: the layer vectors the analysis holds after that size, budget {ly['cache_budget_mib']} MiB "
+              "plus the size in use)")
         print(f"peak RSS of this process after the Layers part: {ly['bench_process_peak_rss_gib']:.2f} GiB")
     print(json.dumps(result))
     if not args.keep:  # the run store holds a teacher and four students (about 1 GB)

@@ -72,6 +72,10 @@ REPRESENTATIONS = ("cls", "mean", "tokens")
 METHODS = ("umap", "pca")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EPS = 1e-8
+# The layer vectors a RunAnalysis keeps, per run (an app keeps 3 runs). `tokens` mode keeps every token of every
+# layer, so without a budget every sample size a user tries would stay in memory (for 1,000 SST-2 examples about
+# 0.4 GB: the 6-layer MiniLM teacher and a 2-layer student, 25k token rows each).
+DEFAULT_CACHE_MB = 1024
 
 
 # ---- threads ----------------------------------------------------------------------------------------------------
@@ -136,6 +140,11 @@ class Representations:
     @property
     def num_examples(self) -> int:
         return int(self.logits.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(x.nbytes for x in self.layers) + self.row_example.nbytes + self.row_position.nbytes \
+            + self.logits.nbytes
 
     @property
     def num_layers(self) -> int:
@@ -703,7 +712,9 @@ class RunAnalysis:
     """
 
     def __init__(self, run_path: str | os.PathLike, data_dir: str | None = None, device: str = "cpu",
-                 max_seq_length: int | None = None):
+                 max_seq_length: int | None = None, max_cache_bytes: int | None = None):
+        """max_cache_bytes: the layer vectors kept for all sample sizes together; past it, the least recently
+        used sizes go first, but the size in use always stays. Default: DEFAULT_CACHE_MB megabytes."""
         from .runs import read_json
 
         self.path = Path(run_path)
@@ -721,6 +732,10 @@ class RunAnalysis:
         self.seed = int(self.config.get("seed", 42))
         self._models: _Models | None = None
         self._cache: dict[tuple, Any] = {}
+        self._reps_bytes: OrderedDict[tuple, int] = OrderedDict()  # the cached layer vectors, least recent first
+        self.max_cache_bytes = DEFAULT_CACHE_MB * 2**20 if max_cache_bytes is None else int(max_cache_bytes)
+        if self.max_cache_bytes < 0:
+            raise LRCError(f"max_cache_bytes must be >= 0 (0 keeps only the sample in use); got {max_cache_bytes}")
         self._lock = threading.RLock()
 
     # -- identity and metadata --
@@ -897,11 +912,36 @@ class RunAnalysis:
         _check_representation(representation)
         key = ("reps", model, int(n), self.fingerprint() if model == "trained" else None)
         with self._lock:
-            if key not in self._cache:
+            if key in self._cache:
+                self._reps_bytes.move_to_end(key)
+            else:
                 net = self.models.teacher if model == "teacher" else self.student(model)[0]
                 batches, order = self._batches(n)
                 self._cache[key] = collect_all(net, batches, REPRESENTATIONS, self.device, order)
+                self._reps_bytes[key] = sum(r.nbytes for r in self._cache[key].values())
+                self._evict(int(n))
             return self._cache[key][representation]
+
+    def cache_bytes(self) -> int:
+        """Bytes of layer vectors held now (the rest of the cache is small: matrices, 2-D maps, token ids)."""
+        with self._lock:
+            return sum(self._reps_bytes.values())
+
+    def _evict(self, in_use: int) -> None:
+        """Drop the least recently used sample sizes (all their vectors and token batches) until the budget holds.
+
+        A size goes as a whole: every view needs the teacher's and the student's vectors together. The size in
+        use stays whatever it weighs, or each view would recompute what the one before it needed. Results already
+        computed from evicted vectors (matrices, 2-D maps) are small and stay cached.
+        """
+        while sum(self._reps_bytes.values()) > self.max_cache_bytes:
+            oldest = next((key[2] for key in self._reps_bytes if key[2] != in_use), None)
+            if oldest is None:
+                return
+            for key in [k for k in self._reps_bytes if k[2] == oldest]:
+                del self._reps_bytes[key]
+                self._cache.pop(key, None)
+            self._cache.pop(("batches", oldest), None)
 
     def _cached(self, key: tuple, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
@@ -1025,8 +1065,29 @@ _ANALYSES: "OrderedDict[tuple, RunAnalysis]" = OrderedDict()
 _ANALYSES_LOCK = threading.Lock()
 
 
+_ANALYSES_BUDGET: list[int | None] = [None]  # bytes of layer vectors each registered analysis keeps; None: default
+
+
+def set_cache_budget(max_bytes: int | None) -> None:
+    """The cache budget of every RunAnalysis that get_run_analysis hands out, those already made included.
+
+    An app sets it once from its operator's setting; None restores DEFAULT_CACHE_MB."""
+    if max_bytes is not None and int(max_bytes) < 0:
+        raise LRCError(f"the layer cache budget must be >= 0 bytes; got {max_bytes}")
+    with _ANALYSES_LOCK:
+        _ANALYSES_BUDGET[0] = None if max_bytes is None else int(max_bytes)
+        for analysis in _ANALYSES.values():
+            with analysis._lock:
+                analysis.max_cache_bytes = _budget_bytes()
+
+
+def _budget_bytes() -> int:
+    return DEFAULT_CACHE_MB * 2**20 if _ANALYSES_BUDGET[0] is None else _ANALYSES_BUDGET[0]
+
+
 def get_run_analysis(run_path: str | os.PathLike, data_dir: str | None = None, max_runs: int = 3) -> RunAnalysis:
-    """A process-wide RunAnalysis per run folder (the last `max_runs` kept, so models do not pile up)."""
+    """A process-wide RunAnalysis per run folder (the last `max_runs` kept, so models do not pile up), each
+    keeping at most the budget of set_cache_budget in other samples' layer vectors."""
     path = Path(run_path).resolve()
     config = path / "config.json"
     # a run folder deleted and made again under the same id is another run: its config.json is newer
@@ -1035,7 +1096,7 @@ def get_run_analysis(run_path: str | os.PathLike, data_dir: str | None = None, m
         if key in _ANALYSES:
             _ANALYSES.move_to_end(key)
             return _ANALYSES[key]
-        analysis = RunAnalysis(run_path, data_dir=data_dir)
+        analysis = RunAnalysis(run_path, data_dir=data_dir, max_cache_bytes=_budget_bytes())
         _ANALYSES[key] = analysis
         while len(_ANALYSES) > max_runs:
             _ANALYSES.popitem(last=False)
@@ -1050,5 +1111,6 @@ def clear_run_analyses() -> None:
 __all__ = [
     "REPRESENTATIONS", "METHODS", "Representations", "collect_representations", "Projector", "similarity_matrix",
     "mapped_cosines", "cka_matrix", "hsic_unbiased", "Map2D", "probe_alignment", "read_snapshots", "RunAnalysis",
-    "get_run_analysis", "clear_run_analyses", "STUDENT_VARIANTS", "warm_up_umap", "collect_all",
+    "get_run_analysis", "clear_run_analyses", "set_cache_budget", "DEFAULT_CACHE_MB", "STUDENT_VARIANTS",
+    "warm_up_umap", "collect_all",
 ]

@@ -12,17 +12,21 @@ import pytest
 import torch
 
 from lrc.analysis import (
+    DEFAULT_CACHE_MB,
     Map2D,
     Projector,
     RunAnalysis,
     _example_cosines,
     _u_center,
     cka_matrix,
+    clear_run_analyses,
     collect_representations,
+    get_run_analysis,
     hsic_unbiased,
     mapped_cosines,
     probe_alignment,
     read_snapshots,
+    set_cache_budget,
     similarity_matrix,
 )
 from lrc.errors import LRCError
@@ -354,6 +358,61 @@ def test_initial_student_is_rebuilt_and_shares_the_teacher_map(tiny_run):
     start = time.perf_counter()
     analysis.scatter(4, 2, "initial", "cls", 8, "pca")
     assert time.perf_counter() - start < 0.05
+
+
+def _held_sizes(analysis: RunAnalysis) -> set[int]:
+    return {key[2] for key in analysis._reps_bytes}
+
+
+def test_run_analysis_cache_keeps_to_its_budget_least_recent_first(tiny_run):
+    _store, run, _ = tiny_run
+    unlimited = RunAnalysis(run.path, max_cache_bytes=10**12)
+    for n in (2, 4, 8):
+        unlimited.similarity("trained", "tokens", n)
+    size = {n: sum(v for k, v in unlimited._reps_bytes.items() if k[2] == n) for n in (2, 4, 8)}
+    assert _held_sizes(unlimited) == {2, 4, 8} and unlimited.cache_bytes() == sum(size.values())
+    assert size[2] < size[4] < size[8]  # more examples, more token rows
+
+    # budget 0: only the size in use stays; what was computed from evicted vectors is still served
+    none = RunAnalysis(run.path, max_cache_bytes=0)
+    first = none.similarity("trained", "tokens", 2)
+    none.similarity("trained", "tokens", 4)
+    assert _held_sizes(none) == {4} and none.cache_bytes() == size[4]
+    assert ("batches", 2) not in none._cache and ("batches", 4) in none._cache
+    again = none.similarity("trained", "tokens", 2)
+    assert again["cached"] and again["cos_own"] == first["cos_own"]
+    assert _held_sizes(none) == {4}
+    cka = none.cka("trained", "tokens", 2)  # needs the vectors again: recomputed, same numbers as unlimited's
+    assert not cka["cached"] and cka["cka"] == unlimited.cka("trained", "tokens", 2)["cka"]
+    assert _held_sizes(none) == {2}
+
+    # a budget for all three but one byte: 4 was used least recently, so it goes when 8 arrives
+    lru = RunAnalysis(run.path, max_cache_bytes=sum(size.values()) - 1)
+    lru.similarity("trained", "tokens", 2)
+    lru.similarity("trained", "tokens", 4)
+    lru.representations("teacher", "tokens", 2), lru.representations("trained", "tokens", 2)  # 2 used again
+    lru.similarity("trained", "tokens", 8)
+    assert _held_sizes(lru) == {2, 8} and lru.cache_bytes() <= lru.max_cache_bytes
+    with pytest.raises(LRCError, match="max_cache_bytes must be >= 0"):
+        RunAnalysis(run.path, max_cache_bytes=-1)
+
+
+def test_registry_budget_applies_to_analyses_already_made(tiny_run):
+    _store, run, _ = tiny_run
+    clear_run_analyses()
+    try:
+        analysis = get_run_analysis(run.path)
+        assert analysis.max_cache_bytes == DEFAULT_CACHE_MB * 2**20
+        set_cache_budget(5 * 2**20)
+        assert analysis.max_cache_bytes == 5 * 2**20
+        assert get_run_analysis(run.path) is analysis
+        with pytest.raises(LRCError, match="budget must be >= 0"):
+            set_cache_budget(-1)
+    finally:
+        set_cache_budget(None)
+        clear_run_analyses()
+    assert get_run_analysis(run.path).max_cache_bytes == DEFAULT_CACHE_MB * 2**20
+    clear_run_analyses()
 
 
 def test_run_analysis_refuses_what_it_cannot_show(tmp_path, tiny_run):

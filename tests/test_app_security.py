@@ -496,6 +496,18 @@ def test_upload_limit_comes_from_the_operator(monkeypatch):
             AppSettings.from_env()
 
 
+
+def test_layers_cache_budget_comes_from_the_operator(monkeypatch):
+    monkeypatch.delenv("LRC_LAYERS_CACHE_MB", raising=False)
+    assert AppSettings.from_env().layers_cache_mb == 1024
+    for good, mb in (("0", 0), ("300", 300)):  # 0: only the sample shown is kept
+        monkeypatch.setenv("LRC_LAYERS_CACHE_MB", good)
+        assert AppSettings.from_env().layers_cache_mb == mb
+    for bad in ("-1", "lots", "0.5"):
+        monkeypatch.setenv("LRC_LAYERS_CACHE_MB", bad)
+        with pytest.raises(LRCError, match="LRC_LAYERS_CACHE_MB must be a whole number >= 0.*unset it"):
+            AppSettings.from_env()
+
 # ====================================================================================== owners
 
 def test_only_the_owner_can_stop_or_delete_a_run(make_studio, world, monkeypatch):
