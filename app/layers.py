@@ -7,7 +7,7 @@ plain functions of plain values, so tests call them without a browser.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -93,15 +93,23 @@ def _error_outputs(message: str, count: int) -> list[Any]:
     return [lf.empty_figure(message) for _ in range(count)]
 
 
+def _progress_bar(progress: Any) -> Callable[[float, str], None] | None:
+    """lrc's progress(fraction, description) drawn by gradio's gr.Progress (None outside an event)."""
+    if progress is None:
+        return None
+    return lambda fraction, description: progress(fraction, desc=description)
+
+
 def compute_views(store: RunStore, run_id: str | None, variant: str, representation: str, n: int,
-                  value: str = "cos_own") -> tuple[Any, Any, Any, str]:
-    """Angular-similarity heatmap, CKA heatmap, mapped-pair bars and a status line."""
+                  value: str = "cos_own", progress: Any = None) -> tuple[Any, Any, Any, str]:
+    """Angular-similarity heatmap, CKA heatmap, mapped-pair bars and a status line. progress: a gr.Progress."""
     try:
         analysis = _analysis(store, run_id)
         warm_up_umap()  # numba's one-time compile overlaps the model loading below (no-op after the first)
         n = int(n or DEFAULT_EXAMPLES)
-        sim = analysis.similarity(variant, representation, n)
-        cka = analysis.cka(variant, representation, n)
+        bar = _progress_bar(progress)
+        sim = analysis.similarity(variant, representation, n, progress=bar)
+        cka = analysis.cka(variant, representation, n, progress=bar)
         who = "initial (untrained) student" if variant == "initial" else "trained student"
         figs = (
             lf.similarity_heatmap(sim, value, title=f"Angular similarity ({representation}, {who}): "
@@ -127,13 +135,15 @@ def redraw_heatmap(store: RunStore, run_id: str | None, variant: str, representa
 
 
 def compute_scatter(store: RunStore, run_id: str | None, variant: str, representation: str, n: int,
-                    pair: str | None, method: str = "umap", lines: bool = True) -> tuple[Any, str]:
+                    pair: str | None, method: str = "umap", lines: bool = True, progress: Any = None
+                    ) -> tuple[Any, str]:
     try:
         analysis = _analysis(store, run_id)
         if not pair:
             raise LRCError("pick a layer pair")
         t_layer, s_layer = (int(x) for x in str(pair).split(","))
-        sc = analysis.scatter(t_layer, s_layer, variant, representation, int(n or DEFAULT_EXAMPLES), method)
+        sc = analysis.scatter(t_layer, s_layer, variant, representation, int(n or DEFAULT_EXAMPLES), method,
+                              progress=_progress_bar(progress))
         fig = lf.scatter_figure(sc, lines=bool(lines))
         note = ""
         if sc["method"] != sc["requested_method"]:
@@ -221,11 +231,12 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
     view_inputs = [run, variant, representation, examples, value]
     scatter_inputs = [run, variant, representation, examples, pair, method, lines]
 
-    def _views(*args):
-        return compute_views(store, *args)
+    # gradio hands each call its own gr.Progress (a progress bar over the outputs) through the default value
+    def _views(run_id, variant, representation, n, value, progress=gr.Progress()):
+        return compute_views(store, run_id, variant, representation, n, value, progress)
 
-    def _scatter(*args):
-        return compute_scatter(store, *args)
+    def _scatter(run_id, variant, representation, n, pair, method, lines, progress=gr.Progress()):
+        return compute_scatter(store, run_id, variant, representation, n, pair, method, lines, progress)
 
     def _run_change(run_id):
         return on_run_change(store, run_id)

@@ -71,6 +71,9 @@ from .errors import LRCError
 REPRESENTATIONS = ("cls", "mean", "tokens")
 METHODS = ("umap", "pca")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# progress(fraction done of the current stage, what the stage is): long views report as they go, so a UI can draw
+# a progress bar (the Layers tab's forward passes over 2,048 examples take about a minute on a CPU)
+Progress = Callable[[float, str], None]
 _EPS = 1e-8
 # The layer vectors a RunAnalysis keeps, per run (an app keeps 3 runs). `tokens` mode keeps every token of every
 # layer, so without a budget every sample size a user tries would stay in memory (for 1,000 SST-2 examples about
@@ -168,17 +171,20 @@ class Representations:
 
 @torch.no_grad()
 def collect_all(model, batches: Iterable[dict[str, torch.Tensor]], representations: Sequence[str] = REPRESENTATIONS,
-                device: torch.device | str | None = None, order: Sequence[int] | None = None
-                ) -> dict[str, Representations]:
+                device: torch.device | str | None = None, order: Sequence[int] | None = None,
+                progress: Progress | None = None, label: str = "forward pass") -> dict[str, Representations]:
     """One pass of `model` over `batches`, keeping every layer's vectors in each of `representations`.
 
     order: when the batches hold the examples in another order than the caller's (sorted by length, so little
     is padding), order[i] is the caller's index of the i-th example seen; rows and logits come back in the
-    caller's order (rows grouped by example, then by position).
+    caller's order (rows grouped by example, then by position). progress, when given, hears after every batch.
     """
     for r in representations:
         _check_representation(r)
     start = time.perf_counter()
+    total = len(batches) if hasattr(batches, "__len__") else None
+    if progress is not None:
+        progress(0.0, f"{label}: starting")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -205,6 +211,10 @@ def collect_all(model, batches: Iterable[dict[str, torch.Tensor]], representatio
                         positions[r].append(pos.cpu().numpy())
             logits.append(out.logits.float().cpu().numpy())
             offset += int(mask.shape[0])
+            if progress is not None:
+                done = len(logits)
+                progress(done / total if total else 0.0,
+                         f"{label}: batch {done}/{total}" if total else f"{label}: batch {done}")
     finally:
         model.train(was_training)
     if not logits:
@@ -907,7 +917,8 @@ class RunAnalysis:
         return self._cache[key]
 
     # -- representations --
-    def representations(self, model: str, representation: str, n: int) -> Representations:
+    def representations(self, model: str, representation: str, n: int,
+                        progress: Progress | None = None) -> Representations:
         """model: "teacher", "trained" or "initial". One forward pass fills all three representations."""
         _check_representation(representation)
         key = ("reps", model, int(n), self.fingerprint() if model == "trained" else None)
@@ -915,9 +926,15 @@ class RunAnalysis:
             if key in self._cache:
                 self._reps_bytes.move_to_end(key)
             else:
+                who = {"teacher": "teacher", "trained": "trained student", "initial": "initial student"}[model]
+                if progress is not None:
+                    progress(0.0, f"{who}: loading" if model == "teacher" else f"{who}: building")
                 net = self.models.teacher if model == "teacher" else self.student(model)[0]
+                if progress is not None:
+                    progress(0.0, f"{n} examples: tokenizing")
                 batches, order = self._batches(n)
-                self._cache[key] = collect_all(net, batches, REPRESENTATIONS, self.device, order)
+                self._cache[key] = collect_all(net, batches, REPRESENTATIONS, self.device, order, progress,
+                                               f"{who}, {n} examples")
                 self._reps_bytes[key] = sum(r.nbytes for r in self._cache[key].values())
                 self._evict(int(n))
             return self._cache[key][representation]
@@ -957,13 +974,16 @@ class RunAnalysis:
             return result
 
     # -- the views --
-    def similarity(self, variant: str = "trained", representation: str = "cls", n: int = 256) -> dict[str, Any]:
+    def similarity(self, variant: str = "trained", representation: str = "cls", n: int = 256,
+                   progress: Progress | None = None) -> dict[str, Any]:
         """The angular-similarity matrix (teacher layers x student layers) plus the layer map and mapped pairs."""
         key = ("similarity", variant, representation, int(n), self.fingerprint())
 
         def compute():
-            t = self.representations("teacher", representation, n)
-            s = self.representations(variant, representation, n)
+            t = self.representations("teacher", representation, n, progress)
+            s = self.representations(variant, representation, n, progress)
+            if progress is not None:
+                progress(0.0, "angular similarity of every layer pair")
             result = similarity_matrix(t, s, self.student(variant)[1])
             result["layer_map"] = self.layer_map
             result["mapped"] = mapped_cosines(result, self.layer_map)
@@ -973,43 +993,51 @@ class RunAnalysis:
         return self._cached(key, compute)
 
     def cka(self, variant: str = "trained", representation: str = "cls", n: int = 256,
-            batch_size: int = 256) -> dict[str, Any]:
+            batch_size: int = 256, progress: Progress | None = None) -> dict[str, Any]:
         key = ("cka", variant, representation, int(n), int(batch_size), self.fingerprint())
 
         def compute():
-            result = cka_matrix(self.representations("teacher", representation, n),
-                                self.representations(variant, representation, n), batch_size, seed=self.seed)
+            t = self.representations("teacher", representation, n, progress)
+            s = self.representations(variant, representation, n, progress)
+            if progress is not None:
+                progress(0.0, "linear CKA of every layer pair")
+            result = cka_matrix(t, s, batch_size, seed=self.seed)
             result["layer_map"] = self.layer_map
             result["variant"] = variant
             return result
 
         return self._cached(key, compute)
 
-    def _map(self, teacher_layer: int, representation: str, n: int, method: str, seed: int):
+    def _map(self, teacher_layer: int, representation: str, n: int, method: str, seed: int,
+             progress: Progress | None = None):
         key = ("map", teacher_layer, representation, int(n), method, int(seed))
         if key not in self._cache:
-            t = self.representations("teacher", representation, n)
+            t = self.representations("teacher", representation, n, progress)
+            if progress is not None:
+                progress(0.0, f"fitting the {method.upper()} map on {t.num_examples} teacher points")
             mapper = Map2D(method, seed)
             xy = mapper.fit(t.example_vectors(teacher_layer))
             self._cache[key] = (mapper, xy)
         return self._cache[key]
 
     def scatter(self, teacher_layer: int, student_layer: int, variant: str = "trained", representation: str = "cls",
-                n: int = 256, method: str = "umap", seed: int = 0) -> dict[str, Any]:
+                n: int = 256, method: str = "umap", seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
         """Teacher points of one layer (the fitted map) and the student's projected points placed into it."""
         key = ("scatter", teacher_layer, student_layer, variant, representation, int(n), method, int(seed),
                self.fingerprint())
 
         def compute():
-            t = self.representations("teacher", representation, n)
-            s = self.representations(variant, representation, n)
+            t = self.representations("teacher", representation, n, progress)
+            s = self.representations(variant, representation, n, progress)
             if not 0 <= teacher_layer < len(t.layers):
                 raise LRCError(f"teacher layer {teacher_layer} does not exist (0..{len(t.layers) - 1})")
             if not 0 <= student_layer < len(s.layers):
                 raise LRCError(f"student layer {student_layer} does not exist (0..{len(s.layers) - 1})")
             map_start = time.perf_counter()
-            mapper, t_xy = self._map(teacher_layer, representation, n, method, seed)
+            mapper, t_xy = self._map(teacher_layer, representation, n, method, seed, progress)
             projector = self.student(variant)[1]
+            if progress is not None:
+                progress(0.0, f"placing the student's points in the {mapper.method.upper()} map")
             projected = projector.apply(student_layer, s.example_vectors(student_layer))
             s_xy = mapper.transform(projected) if projected is not None else None
             ex = self.examples(n)
@@ -1111,6 +1139,6 @@ def clear_run_analyses() -> None:
 __all__ = [
     "REPRESENTATIONS", "METHODS", "Representations", "collect_representations", "Projector", "similarity_matrix",
     "mapped_cosines", "cka_matrix", "hsic_unbiased", "Map2D", "probe_alignment", "read_snapshots", "RunAnalysis",
-    "get_run_analysis", "clear_run_analyses", "set_cache_budget", "DEFAULT_CACHE_MB", "STUDENT_VARIANTS",
+    "get_run_analysis", "clear_run_analyses", "set_cache_budget", "DEFAULT_CACHE_MB", "STUDENT_VARIANTS", "Progress",
     "warm_up_umap", "collect_all",
 ]

@@ -397,6 +397,28 @@ def test_run_analysis_cache_keeps_to_its_budget_least_recent_first(tiny_run):
         RunAnalysis(run.path, max_cache_bytes=-1)
 
 
+def test_views_report_progress_per_batch_and_stay_quiet_when_cached(tiny_run):
+    _store, run, _ = tiny_run
+    analysis = RunAnalysis(run.path)
+    heard: list[tuple[float, str]] = []
+    analysis.similarity("trained", "tokens", 8, progress=lambda f, d: heard.append((f, d)))
+    texts = [d for _f, d in heard]
+    assert texts[0] == "teacher: loading" and "angular similarity of every layer pair" == texts[-1]
+    for who in ("teacher, 8 examples", "trained student, 8 examples"):
+        batches = [(f, d) for f, d in heard if d.startswith(f"{who}: batch")]
+        assert batches and batches[-1][0] == 1.0  # one report per batch, the last one complete
+        assert [f for f, _d in batches] == sorted(f for f, _d in batches)
+    assert all(0.0 <= f <= 1.0 for f, _d in heard)
+    heard.clear()
+    analysis.similarity("trained", "tokens", 8, progress=lambda f, d: heard.append((f, d)))
+    analysis.cka("trained", "tokens", 8, progress=lambda f, d: heard.append((f, d)))  # vectors are cached
+    assert [d for _f, d in heard] == ["linear CKA of every layer pair"]
+    heard.clear()
+    analysis.scatter(4, 2, "trained", "tokens", 8, "pca", progress=lambda f, d: heard.append((f, d)))
+    assert [d for _f, d in heard] == ["fitting the PCA map on 8 teacher points",
+                                      "placing the student's points in the PCA map"]
+
+
 def test_registry_budget_applies_to_analyses_already_made(tiny_run):
     _store, run, _ = tiny_run
     clear_run_analyses()

@@ -84,6 +84,30 @@ def test_views_render_say_their_size_and_time_and_come_back_cached(store_with_ru
     assert _traces(margin, "heatmap")[0].zmid == 0.0
 
 
+class _Bar:
+    """Stands in for gr.Progress: records what the tab would draw."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, str]] = []
+
+    def __call__(self, fraction, desc=None):
+        self.calls.append((fraction, desc))
+
+
+def test_long_views_drive_a_progress_bar(store_with_run):
+    store, run_id = store_with_run
+    clear_run_analyses()
+    bar = _Bar()
+    tab.compute_views(store, run_id, "trained", "tokens", 8, progress=bar)
+    descs = [d for _f, d in bar.calls]
+    assert any(d.startswith("teacher, 8 examples: batch") for d in descs)
+    assert any(d.startswith("trained student, 8 examples: batch") for d in descs)
+    assert "linear CKA of every layer pair" in descs
+    scatter_bar = _Bar()
+    tab.compute_scatter(store, run_id, "trained", "tokens", 8, "4,2", "pca", True, progress=scatter_bar)
+    assert [d for _f, d in scatter_bar.calls][0] == "fitting the PCA map on 8 teacher points"
+
+
 def test_initial_student_and_tokens_views(store_with_run):
     store, run_id = store_with_run
     sim, _cka, _bars, info = tab.compute_views(store, run_id, "initial", "tokens", 8)
