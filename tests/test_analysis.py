@@ -120,6 +120,34 @@ def test_batches_in_another_order_give_the_same_rows(tokenizer):
             assert np.allclose(x, y, atol=1e-5)
 
 
+def test_rows_are_each_examples_real_tokens_in_order(tokenizer):
+    """Known answer: the rows are the model's own hidden states, example by example, position by position."""
+    from lrc.analysis import collect_all
+
+    model = make_tiny_teacher(tokenizer.vocab_size).eval()
+    texts = [sentence(i) * (1 + i % 3) for i in range(7)]  # different lengths, so there is padding
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    reps = collect_all(model, [batch])
+    with torch.no_grad():
+        out = model(**batch, output_hidden_states=True)
+    mask = batch["attention_mask"]
+    assert int(mask.sum()) < mask.numel()
+    expected = [(e, p) for e in range(7) for p in range(int(mask[e].sum()))]
+    tok = reps["tokens"]
+    assert list(zip(tok.row_example.tolist(), tok.row_position.tolist())) == expected
+    for k, hidden in enumerate(out.hidden_states):
+        want = torch.stack([hidden[e, p] for e, p in expected]).numpy()
+        assert np.allclose(tok.layers[k], want, atol=1e-5)
+        assert np.allclose(reps["cls"].layers[k], hidden[:, 0].numpy(), atol=1e-5)
+        mean = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        assert np.allclose(reps["mean"].layers[k], mean.numpy(), atol=1e-5)
+    assert np.allclose(tok.logits, out.logits.numpy(), atol=1e-5)
+    with pytest.raises(LRCError, match="permutation of the 7 examples"):
+        collect_all(model, [batch], order=[0] * 7)
+    with pytest.raises(LRCError, match="no examples"):
+        collect_all(model, [])
+
+
 def test_random_student_gives_low_values(tokenizer):
     teacher = make_tiny_teacher(tokenizer.vocab_size, seed=0)
     other = make_tiny_teacher(tokenizer.vocab_size, seed=123)  # same shape, unrelated weights
