@@ -226,6 +226,14 @@ def _self_kib(field: str) -> int:
     return 0
 
 
+def _reset_peak() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: str, cache_mb: int | None) -> dict:
     """Time what the Layers tab computes for each sample size (a fresh RunAnalysis: nothing cached), with the
     app's cache budget, and the memory the process holds after each."""
@@ -248,6 +256,7 @@ def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: s
     out["pair"] = {"teacher_layer": pair[0], "student_layer": pair[1]}
     out["sizes"] = []
     for n in sizes:
+        _reset_peak()  # so each size's peak is its own, not an earlier size's
         row: dict = {"examples": n}
         t = time.perf_counter()
         teacher = analysis.representations("teacher", representation, n)
@@ -405,7 +414,7 @@ def main() -> None:
                   f"{r['heatmaps_total_s']:>10.1f}{r['tab_total_s']:>10.1f}{r['cache_mib']:>9.0f}"
                   f"{r['rss_gib']:>8.2f}{r['peak_rss_gib']:>9.2f}")
         print(f"(kept: the layer vectors the analysis holds after that size, budget {ly['cache_budget_mib']} MiB "
-              "plus the size in use)")
+              "plus the size in use; RSS: after that size; peak: the process's peak while computing that size)")
         print(f"peak RSS of this process after the Layers part: {ly['bench_process_peak_rss_gib']:.2f} GiB")
     print(json.dumps(result))
     if not args.keep:  # the run store holds a teacher and four students (about 1 GB)
