@@ -37,6 +37,8 @@ VARIANTS = {
 }
 # the same full-LRC step with torch's per-tensor loop AdamW instead of the fused one lrc uses (--adamw-loop)
 LOOP_ADAMW = "lrc, loop AdamW"
+# the same full-LRC step with the student and projections under torch.compile (inductor) (--compile)
+COMPILED = "lrc, compiled"
 
 
 def make_teacher(args, task):
@@ -48,14 +50,14 @@ def make_teacher(args, task):
 
 
 def build(args, variant: str, cache: bool, data, tokenizer, teacher) -> Distiller:
-    loop_adamw = variant == LOOP_ADAMW
-    variant = "lrc" if loop_adamw else variant
+    loop_adamw, compiled = variant == LOOP_ADAMW, variant == COMPILED
+    variant = "lrc" if loop_adamw or compiled else variant
     student_shape = StudentConfig(4, 312, 12, 1200, "random") if args.paper_shapes else \
         StudentConfig(2, 384, 12, 1536, "auto")
     cfg = DistillConfig(
         task=args.task, batch_size=args.batch_size, max_seq_length=args.seq_len, max_steps=10**6, seed=0,
         device=args.device, mixed_precision=args.precision, teacher_cache=cache, student=student_shape,
-        length_grouping=False, stage1_fraction=0.0, **VARIANTS[variant],
+        length_grouping=False, stage1_fraction=0.0, compile=compiled, **VARIANTS[variant],
     ).validate()
     layer_map = uniform_layer_map(student_shape.layers, teacher.config.num_hidden_layers)
     torch.manual_seed(0)
@@ -99,6 +101,8 @@ def main() -> None:
     p.add_argument("--paper-shapes", action="store_true")
     p.add_argument("--adamw-loop", action="store_true",
                    help="also time full LRC with torch's per-tensor loop AdamW (lrc uses the fused one)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time full LRC under torch.compile (inductor); its compile time is reported apart")
     args = p.parse_args()
     os.environ.setdefault("LRC_CACHE_DIR", tempfile.mkdtemp(prefix="lrc-bench-cache-"))
 
@@ -107,11 +111,18 @@ def main() -> None:
     data = load_data(cfg)
     tokenizer = load_tokenizer(None)
     teacher, _ = make_teacher(args, data.task)
-    combos = [(v, c) for v in VARIANTS for c in (False, True)] + ([(LOOP_ADAMW, False)] if args.adamw_loop else [])
+    combos = [(v, c) for v in VARIANTS for c in (False, True)] + ([(LOOP_ADAMW, False)] if args.adamw_loop else []) \
+        + ([(COMPILED, False)] if args.compile else [])
     distillers = {combo: build(args, *combo, data, tokenizer, teacher) for combo in combos}
     # identical batches for every variant, taken from a cached distiller so they carry the cache's row ids
     it = iter(distillers[("kd", True)].loader)
     batches = [next(it) for _ in range(4)]
+    compile_seconds = None
+    if args.compile:  # compiling happens on the first step of each new batch shape: pay it before timing
+        start = time.perf_counter()
+        for b in batches:
+            distillers[(COMPILED, False)]._train_step(b, 2)
+        compile_seconds = time.perf_counter() - start
     times: dict[tuple[str, bool], list[float]] = {c: [] for c in combos}
     for _round in range(args.rounds):
         for combo, d in distillers.items():
@@ -127,12 +138,15 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
         "torch": torch.__version__, "transformers": transformers.__version__, "batch_size": args.batch_size,
         "seq_len": args.seq_len, "precision": args.precision, "paper_shapes": args.paper_shapes,
-        "command": "python " + " ".join(sys.argv),
+        "command": "python " + " ".join(sys.argv), "compile_first_pass_s": compile_seconds,
     }
     print(f"{'variant':<18}{'cache':<7}{'s/step':>9}{'samples/s':>11}{'x kd(live)':>12}")
     for r in rows:
         print(f"{r['variant']:<18}{str(r['teacher_cache']):<7}{r['sec_per_step']:>9.3f}{r['samples_per_s']:>11.1f}"
               f"{r['vs_kd_uncached']:>12.2f}")
+    if compile_seconds is not None:
+        print(f"torch.compile: the first pass over the {len(batches)} batch shapes (compiling) took "
+              f"{compile_seconds:.1f} s")
     print(json.dumps({"bench": "step", **meta, "rows": rows}))
 
 

@@ -297,6 +297,48 @@ def embeddings_module(model: PreTrainedModel) -> nn.Module:
     return model.base_model.embeddings
 
 
+def compile_blocks(model: PreTrainedModel, backend: str = "inductor") -> int:
+    """torch.compile the transformer blocks' hook-free regions in place ("regional compilation", PyTorch's recipe
+    for models built from repeated blocks); returns how many regions were compiled.
+
+    Compiling the whole student graph-breaks at every forward hook: transformers records hidden states and
+    attentions through hooks that read a ContextVar (which dynamo cannot trace), the perturbation swaps the
+    embedding output through a hook, and one decorator's code object serves forwards with different arguments,
+    so within a few steps dynamo hits its recompile limit (8) and runs the rest eagerly. Here each block is
+    searched for the largest subtrees without hooks: those compile whole (`Module.compile`), a module whose only
+    hooks are its own has just its `forward` compiled (the hooks stay outside the graph). Identical blocks share
+    one code object, so the first block's compile serves the others, and modules keep their type and
+    state_dict keys (no `_orig_mod.` prefix).
+    """
+    compiled = 0
+
+    def has_hooks(m: nn.Module) -> bool:
+        return bool(m._forward_hooks or m._forward_pre_hooks)
+
+    def visit(m: nn.Module) -> None:
+        nonlocal compiled
+        inner_hooks = any(has_hooks(d) for d in m.modules() if d is not m)
+        if not inner_hooks and not has_hooks(m):
+            m.compile(backend=backend)
+            compiled += 1
+        elif not inner_hooks:
+            m.forward = torch.compile(m.forward, backend=backend)
+            compiled += 1
+        else:
+            for child in m.children():
+                visit(child)
+
+    try:  # transformers installs its output-capturing hooks on the first forward; they must be there to be seen
+        from transformers.utils.output_capturing import maybe_install_capturing_hooks
+
+        maybe_install_capturing_hooks(model.base_model)
+    except ImportError:  # a transformers without output-capturing hooks: nothing to install
+        pass
+    for layer in model.base_model.encoder.layer:
+        visit(layer)
+    return compiled
+
+
 @dataclass
 class LoadedModel:
     model: PreTrainedModel

@@ -38,7 +38,7 @@ from .config import DistillConfig
 from .data import TaskData, make_loader, tokenize
 from .losses import cos_nce, cos_nce_with_pool, hard_label_loss, mse_representation_loss, soft_label_loss
 from .metrics import compute_metrics
-from .models import Projections, StudentWithProjections, embeddings_module
+from .models import Projections, StudentWithProjections, compile_blocks, embeddings_module
 from .perturb import embedding_output, perturb_embeddings
 from .tasks import TaskSpec
 
@@ -192,8 +192,9 @@ class Distiller:
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(modules, optimizer, loader, scheduler)
         if cfg.compile:
             # compiled here rather than by Accelerate's dynamo plugin: that plugin lives in Accelerate's process-wide
-            # state, so a second run in the same process (the app, tests) could not turn compiling on or off
-            self.model = torch.compile(self.model, backend=cfg.compile_backend)
+            # state, so a second run in the same process (the app, tests) could not turn compiling on or off; and
+            # block by block, since the whole student does not compile cleanly (lrc.models.compile_blocks)
+            compile_blocks(acc.unwrap_model(self.model).student, cfg.compile_backend)
         if self.teacher is not None:
             self.teacher.to(acc.device).eval()
             self.teacher.requires_grad_(False)
