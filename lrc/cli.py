@@ -79,7 +79,7 @@ def _add_common(p: argparse.ArgumentParser, training: bool) -> None:
         group.add_argument("--no-perturb", dest="perturb", action="store_false", default=None,
                            help="ablation: no gradient perturbation")
         group.add_argument("--compile", dest="compile", action="store_true", default=None,
-                           help="torch.compile the student; the first steps wait for the compiler")
+                           help="torch.compile the student's transformer blocks; the first steps wait for the compiler")
         group.add_argument("--compile-backend", dest="compile_backend", default=None,
                            help="torch.compile backend: inductor (default) | aot_eager | eager | cudagraphs")
         group.add_argument("--no-length-grouping", dest="length_grouping", action="store_false", default=None,

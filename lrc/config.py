@@ -95,7 +95,7 @@ class DistillConfig:
     teacher_cache: bool = False
     length_grouping: bool = True
     num_workers: int = 0
-    compile: bool = False  # torch.compile the student and projections; pays off on long GPU runs
+    compile: bool = False  # torch.compile the student's blocks (lrc.models.compile_blocks); for long GPU runs
     compile_backend: str = "inductor"  # torch.compile backend ("inductor"; "aot_eager"/"eager" compile nothing)
 
     def validate(self) -> "DistillConfig":
