@@ -24,6 +24,7 @@ HEATMAP_VALUES = [("cosine to own teacher vector", "cos_own"), ("cosine to other
                   ("margin (own − negatives)", "margin")]
 METHODS = [("UMAP", "umap"), ("PCA (fast)", "pca")]
 DEFAULT_EXAMPLES = 256
+MIN_EXAMPLES, MAX_EXAMPLES = 16, 2048  # the examples slider's range (its top comes down to a smaller dev set)
 
 INTRO = (
     "How the student's layers line up with the teacher's on a sample of dev examples. Rows are teacher layers, "
@@ -170,14 +171,29 @@ def snapshot_views(store: RunStore, run_id: str | None) -> tuple[Any, Any, str]:
     return lf.snapshot_bars(snaps), lf.snapshot_lines(snaps, stage2), info
 
 
-def on_run_change(store: RunStore, run_id: str | None):
-    """A new run: fresh pair choices and its snapshots (the heavy views follow in a chained event)."""
+def on_run_change(store: RunStore, run_id: str | None, n: int | None = None):
+    """A new run: fresh pair choices, its snapshots, and the examples slider capped at its dev set's size (the
+    heavy views follow in a chained event)."""
     try:
         choices, default = pair_choices(store, run_id)
     except LRCError:
         choices, default = [], None
     bars, lines, info = snapshot_views(store, run_id)
-    return gr.update(choices=choices, value=default), bars, lines, info
+    return gr.update(choices=choices, value=default), bars, lines, info, examples_slider(store, run_id, n)
+
+
+def examples_slider(store: RunStore, run_id: str | None, n: int | None) -> Any:
+    """The slider's top is the run's dev-set size (up to MAX_EXAMPLES), so it offers no count the views cannot
+    use; a value above the new top comes down to it."""
+    try:
+        dev = _analysis(store, run_id).dev_size()
+    except LRCError:
+        return gr.update(maximum=MAX_EXAMPLES)
+    top = max(2 * MIN_EXAMPLES, min(MAX_EXAMPLES, dev))  # a slider's top must stay above its minimum
+    value = min(int(n or DEFAULT_EXAMPLES), top)
+    return gr.update(maximum=top, value=value,
+                     info=f"this run's dev set has {dev:,} examples · tokens keeps every token of every layer "
+                          f"(about 70 MB per model for 256 SST-2 examples with the 6-layer MiniLM teacher)")
 
 
 # ---- layout ----------------------------------------------------------------------------------------------------
@@ -201,7 +217,8 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
     with gr.Row():
         representation = gr.Radio(list(REPRESENTATIONS), value="tokens", label="Representation", scale=2,
                                   info="cls: [CLS] vector · mean: masked mean · tokens: every real token")
-        examples = gr.Slider(16, 2048, value=DEFAULT_EXAMPLES, step=16, label="Dev examples", scale=2,
+        examples = gr.Slider(MIN_EXAMPLES, MAX_EXAMPLES, value=DEFAULT_EXAMPLES, step=16, label="Dev examples", scale=2,
+                             elem_id="layers-examples",
                              info="tokens keeps every token of every layer: about 70 MB per model for 256 "
                                   "SST-2 examples with a 384-wide, 6-layer teacher")
         value = gr.Radio(HEATMAP_VALUES, value="cos_own", label="Heatmap shows", scale=3)
@@ -238,8 +255,8 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
     def _scatter(run_id, variant, representation, n, pair, method, lines, progress=gr.Progress()):
         return compute_scatter(store, run_id, variant, representation, n, pair, method, lines, progress)
 
-    def _run_change(run_id):
-        return on_run_change(store, run_id)
+    def _run_change(run_id, n):
+        return on_run_change(store, run_id, n)
 
     def _refresh(current):
         return refresh_runs(store, current)
@@ -250,7 +267,7 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
     views_out = [sim_plot, cka_plot, bars_plot, info]
     scatter_out = [scatter_plot, scatter_info]
     private = {"api_visibility": "private"}  # internal wiring, not API endpoints (the tab's work is in lrc.analysis)
-    run_evt = run.change(_run_change, [run], [pair, snap_bars, snap_lines, snap_info], **private)
+    run_evt = run.change(_run_change, [run, examples], [pair, snap_bars, snap_lines, snap_info, examples], **private)
     run_evt.then(_views, view_inputs, views_out, **private).then(_scatter, scatter_inputs, scatter_out, **private)
     for trigger in (variant.change, representation.change, examples.release, compute.click):
         trigger(_views, view_inputs, views_out, **private).then(_scatter, scatter_inputs, scatter_out, **private)

@@ -910,6 +910,10 @@ class RunAnalysis:
                 splits=("train", "dev") if custom else ("dev",))
         return self._cache[key]
 
+    def dev_size(self) -> int:
+        """How many examples the main dev split has: the most any view can use."""
+        return len(self._data().main_dev)
+
     def examples(self, n: int) -> dict[str, Any]:
         """The first n examples of a seeded shuffle of the main dev split (so 128 is a prefix of 256)."""
         key = ("examples", int(n))

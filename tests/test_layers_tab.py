@@ -58,8 +58,13 @@ def test_run_change_offers_mapped_pairs_first_and_draws_snapshots(store_with_run
     pairs, default = tab.pair_choices(store, run_id)
     assert pairs[:2] == [("T2 ↔ S1 (mapped)", "2,1"), ("T4 ↔ S2 (mapped)", "4,2")]
     assert default == "4,2" and len(pairs) == 5 * 3
-    update, bars, lines, info = tab.on_run_change(store, run_id)
+    update, bars, lines, info, slider = tab.on_run_change(store, run_id, 256)
     assert update["value"] == "4,2"
+    # the examples slider tops out at the dev set's size (8 here: so at 32, the least above its 16 minimum), and
+    # its value comes down with it
+    assert slider["maximum"] == 32 and slider["value"] == 32 and "dev set has 8 examples" in slider["info"]
+    *_, no_run = tab.on_run_change(store, None, 256)
+    assert no_run["maximum"] == tab.MAX_EXAMPLES and "value" not in no_run
     assert [s["label"] for s in bars.layout.sliders[0].steps] == ["0", "2", "4"]
     assert len(_traces(bars, "bar")) == 3 and len(_traces(lines, "scatter")) == 4
     assert "3 (steps 0–4)" in info
@@ -191,6 +196,8 @@ def test_layers_tab_renders_its_plots_for_a_finished_run(browser, layers_app):
     page.wait_for_function(_plot_js("layers-bars", "bar") + " === 2")
     page.wait_for_function(_plot_js("layers-snapshots", "bar") + " === 3")
     page.wait_for_function(_plot_js("layers-scatter", "scatter") + " >= 3")
+    # the examples slider came down to the run's 8-example dev set (32: the least above its 16 minimum)
+    assert page.get_attribute("#layers-examples input[type=range]", "max") == "32"
     # plotly really drew them: heatmap cells and scatter points are in the DOM
     assert page.locator("#layers-similarity .heatmaplayer image, #layers-similarity .hm").count() >= 1
     assert page.locator("#layers-scatter .scatterlayer .point").count() >= 16
