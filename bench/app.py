@@ -15,7 +15,10 @@
    without gradio_client, whose result loop polls every 50 ms). Then, with the app closed, the parts: the
    Predict callback called in this process (no HTTP), and a trivial echo endpoint's round trip through gradio +
    gradio_client (the framework's floor on this machine).
-3. **Layers.** What the Layers tab computes (lrc.analysis.RunAnalysis: angular similarity, CKA, accuracy, the
+3. **Predict in a browser.** The same sentences typed into the Predict tab of headless Chromium (Debian's
+   package, through Playwright), the button clicked, timed in the page until the verdict shows the new answer:
+   the round trip through gradio's JavaScript client that a user sees (the browser shares this machine's cores).
+4. **Layers.** What the Layers tab computes (lrc.analysis.RunAnalysis: angular similarity, CKA, accuracy, the
    UMAP and PCA maps of the deepest mapped pair, and the plotly figures of app.layer_figures), in this process,
    for 1,000 and 4,000 examples in `tokens` mode (the tab's default). SST-2's dev set has 872, so the sample is
    drawn from the train split's phrases of 12+ words (mean 19.6 words, dev's mean is 19.5), written as the dev
@@ -32,6 +35,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -155,6 +159,55 @@ def predict_round_trips(client, url: str, run_id: str, texts: list[str], warmup:
         "student_p50_ms": statistics.median(student_ms),
         "overhead_p50_ms": statistics.median([a - b for a, b in zip(rt, model_ms)]),
     }
+
+
+_CLICK_AND_WAIT = """async () => {
+  // done when the verdict's markdown shows a new text and gradio's status tracker (the "processing" overlay,
+  // which also changes the element's text) is hidden again
+  const verdict = document.querySelector('#lrc-verdict');
+  const text = () => { const m = verdict.querySelector('[data-testid="markdown"]'); return m ? m.innerText : ''; };
+  const idle = () => { const t = verdict.querySelector('[data-testid="status-tracker"]');
+                       return !t || t.classList.contains('hide'); };
+  const old = text();
+  const start = performance.now();
+  const done = new Promise((resolve) => {
+    const seen = new MutationObserver(() => {
+      if (idle() && text() !== old && text().includes('latency')) { seen.disconnect(); resolve(performance.now() - start); }
+    });
+    seen.observe(verdict, {subtree: true, childList: true, characterData: true, attributes: true});
+  });
+  document.querySelector('#lrc-predict').click();
+  return await done;
+}"""
+
+
+def browser_round_trips(url: str, run_id: str, texts: list[str], warmup: int, chromium: str) -> dict:
+    """Predict in headless Chromium, as a user does it: the sentence typed, the button clicked, timed in the page
+    (performance.now) until the verdict shows the new answer. This goes through gradio's JavaScript client."""
+    from playwright.sync_api import sync_playwright
+
+    took: list[float] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("#lrc-distill")
+        page.get_by_role("tab", name="Predict").click()
+        box = page.locator("#lrc-predict-run input")
+        box.click()
+        box.fill(run_id)
+        box.press("Enter")
+        page.wait_for_timeout(500)
+        for i, text in enumerate(texts):
+            page.fill("#lrc-text-a textarea", text)
+            ms = page.evaluate(_CLICK_AND_WAIT)
+            if i >= warmup:
+                took.append(ms)
+        browser.close()
+    return {"calls": len(took), "p50_ms": statistics.median(took), "p95_ms": percentile(took, 95),
+            "max_ms": max(took)}
 
 
 def gradio_floor(texts: list[str], warmup: int) -> dict:
@@ -304,7 +357,9 @@ def main() -> None:
     p.add_argument("--cache-mb", type=int, default=None,
                    help="the Layers cache budget (the app's LRC_LAYERS_CACHE_MB; default: lrc's DEFAULT_CACHE_MB)")
     p.add_argument("--threads", type=int, default=1, help="torch/numba threads here and in the app (0: default)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: first,predict,layers")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: first,predict,browser,layers")
+    p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium",
+                   help="the browser for the browser part (Debian's chromium)")
     p.add_argument("--keep", default=None, help="use (and keep) this folder for the run store")
     args = p.parse_args()
     data_dir = prepare_environment(p, args)
@@ -325,7 +380,7 @@ def main() -> None:
     result: dict = {"bench": "app"}
     load_before = os.getloadavg()
     run_ids: list[str] = []
-    if not {"first", "predict"} <= skip:
+    if not {"first", "predict", "browser"} <= skip:
         with AppProcess(runs_dir, data_dir=data_dir, log_path=work / "app.log", startup_timeout=180) as app:
             client = Client(app.url, verbose=False)
             first = []
@@ -349,6 +404,11 @@ def main() -> None:
                 texts = texts[: args.predict_calls + args.predict_warmup]
                 result["predict"] = predict_round_trips(client, app.url, run_ids[-1], texts, args.predict_warmup)
                 result["predict"]["run"] = run_ids[-1]
+            if "browser" not in skip:  # the same sentences through the Predict tab in headless Chromium
+                texts = [a for a, _b in read_sentences(data_dir / "SST-2" / "dev.tsv")]
+                texts = texts[: args.predict_calls + args.predict_warmup]
+                result["browser_predict"] = browser_round_trips(app.url, run_ids[-1], texts, args.predict_warmup,
+                                                                args.chromium)
         if "predict" not in skip:  # the parts of a round trip, measured with the app closed
             result["predict"]["callback_in_process"] = predict_in_process(runs_dir, run_ids[-1], texts,
                                                                           args.predict_warmup)
@@ -400,6 +460,10 @@ def main() -> None:
         print(f"  the parts: the Predict callback in process p50 {cb['p50_ms']:.1f} ms (p95 {cb['p95_ms']:.1f}); "
               f"a trivial gradio echo endpoint's round trip p50 {floor['round_trip_p50_ms']:.1f} ms "
               f"(p95 {floor['round_trip_p95_ms']:.1f})")
+    if "browser_predict" in result:
+        br = result["browser_predict"]
+        print(f"\nPredict in headless Chromium (typed, clicked, until the verdict changes; gradio's JS client), "
+              f"{br['calls']} calls: p50 {br['p50_ms']:.1f} ms, p95 {br['p95_ms']:.1f} ms, max {br['max_ms']:.1f} ms")
     if "layers" in result:
         ly = result["layers"]
         print(f"\nLayers views ({ly['representation']}), numba compile (first UMAP of the process) "
@@ -418,12 +482,8 @@ def main() -> None:
         print(f"peak RSS of this process after the Layers part: {ly['bench_process_peak_rss_gib']:.2f} GiB")
     print(json.dumps(result))
     if not args.keep:  # the run store holds a teacher and four students (about 1 GB)
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     if "layers" not in skip:
-        import shutil
-
         shutil.rmtree(glue, ignore_errors=True)
 
 
