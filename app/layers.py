@@ -25,6 +25,8 @@ HEATMAP_VALUES = [("cosine to own teacher vector", "cos_own"), ("cosine to other
 METHODS = [("UMAP", "umap"), ("PCA (fast)", "pca")]
 DEFAULT_EXAMPLES = 256
 MIN_EXAMPLES, MAX_EXAMPLES = 16, 2048  # the examples slider's range (its top comes down to a smaller dev set)
+MEMORY_NOTE = ("tokens keeps every token of every layer: about 70 MB per model for 256 SST-2 examples with the "
+               "6-layer MiniLM teacher")
 
 INTRO = (
     "How the student's layers line up with the teacher's on a sample of dev examples. Rows are teacher layers, "
@@ -192,15 +194,14 @@ def examples_slider(store: RunStore, run_id: str | None, n: int | None) -> Any:
     top = max(2 * MIN_EXAMPLES, min(MAX_EXAMPLES, dev))  # a slider's top must stay above its minimum
     value = min(int(n or DEFAULT_EXAMPLES), top)
     return gr.update(maximum=top, value=value,
-                     info=f"this run's dev set has {dev:,} examples · tokens keeps every token of every layer "
-                          f"(about 70 MB per model for 256 SST-2 examples with the 6-layer MiniLM teacher)")
+                     info=f"this run's dev set has {dev:,} examples · {MEMORY_NOTE}")
 
 
 # ---- layout ----------------------------------------------------------------------------------------------------
 
 def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
-    """Fill the Layers tab; called inside `with gr.Tab("Layers"):`. cache_mb: the operator's budget for other
-    samples' layer vectors per run (LRC_LAYERS_CACHE_MB; None: lrc's default)."""
+    """Fill the Layers tab; called inside `with gr.Tab("Layers"):`. cache_mb: the operator's budget for the layer
+    vectors kept per run, all sample sizes together (LRC_LAYERS_CACHE_MB; None: lrc's default)."""
     from gradio.context import Context
 
     set_cache_budget(None if cache_mb is None else cache_mb * 2**20)
@@ -218,9 +219,7 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
         representation = gr.Radio(list(REPRESENTATIONS), value="tokens", label="Representation", scale=2,
                                   info="cls: [CLS] vector · mean: masked mean · tokens: every real token")
         examples = gr.Slider(MIN_EXAMPLES, MAX_EXAMPLES, value=DEFAULT_EXAMPLES, step=16, label="Dev examples", scale=2,
-                             elem_id="layers-examples",
-                             info="tokens keeps every token of every layer: about 70 MB per model for 256 "
-                                  "SST-2 examples with a 384-wide, 6-layer teacher")
+                             elem_id="layers-examples", info=MEMORY_NOTE)
         value = gr.Radio(HEATMAP_VALUES, value="cos_own", label="Heatmap shows", scale=3)
         compute = gr.Button("Compute", variant="primary", scale=0, min_width=120, elem_id="layers-compute")
     info = gr.Markdown(elem_id="layers-info")
