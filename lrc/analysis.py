@@ -1115,29 +1115,30 @@ _ANALYSES: "OrderedDict[tuple, RunAnalysis]" = OrderedDict()
 _ANALYSES_LOCK = threading.Lock()
 
 
-_ANALYSES_BUDGET: list[int | None] = [None]  # bytes of layer vectors each registered analysis keeps; None: default
+_ANALYSES_BUDGET: int | None = None  # bytes of layer vectors each registered analysis keeps; None: the default
 
 
 def set_cache_budget(max_bytes: int | None) -> None:
     """The cache budget of every RunAnalysis that get_run_analysis hands out, those already made included.
 
     An app sets it once from its operator's setting; None restores DEFAULT_CACHE_MB."""
+    global _ANALYSES_BUDGET
     if max_bytes is not None and int(max_bytes) < 0:
         raise LRCError(f"the layer cache budget must be >= 0 bytes; got {max_bytes}")
     with _ANALYSES_LOCK:
-        _ANALYSES_BUDGET[0] = None if max_bytes is None else int(max_bytes)
+        _ANALYSES_BUDGET = None if max_bytes is None else int(max_bytes)
         for analysis in _ANALYSES.values():
             with analysis._lock:
                 analysis.max_cache_bytes = _budget_bytes()
 
 
 def _budget_bytes() -> int:
-    return DEFAULT_CACHE_MB * 2**20 if _ANALYSES_BUDGET[0] is None else _ANALYSES_BUDGET[0]
+    return DEFAULT_CACHE_MB * 2**20 if _ANALYSES_BUDGET is None else _ANALYSES_BUDGET
 
 
 def get_run_analysis(run_path: str | os.PathLike, data_dir: str | None = None, max_runs: int = 3) -> RunAnalysis:
     """A process-wide RunAnalysis per run folder (the last `max_runs` kept, so models do not pile up), each
-    keeping at most the budget of set_cache_budget in other samples' layer vectors."""
+    keeping at most set_cache_budget's budget of layer vectors."""
     path = Path(run_path).resolve()
     config = path / "config.json"
     # a run folder deleted and made again under the same id is another run: its config.json is newer
