@@ -399,14 +399,13 @@ def main() -> None:
                     "median_server_start_s": statistics.median(r["server_start_s"] for r in first),
                     "median_server_first_step_s": statistics.median(r["server_first_step_s"] for r in first),
                 }
+            # the SST-2 dev sentences that Predict is timed on, through gradio_client and in the browser
+            texts = [a for a, _b in read_sentences(data_dir / "SST-2" / "dev.tsv")]
+            texts = texts[: args.predict_calls + args.predict_warmup]
             if "predict" not in skip:
-                texts = [a for a, _b in read_sentences(data_dir / "SST-2" / "dev.tsv")]
-                texts = texts[: args.predict_calls + args.predict_warmup]
                 result["predict"] = predict_round_trips(client, app.url, run_ids[-1], texts, args.predict_warmup)
                 result["predict"]["run"] = run_ids[-1]
             if "browser" not in skip:  # the same sentences through the Predict tab in headless Chromium
-                texts = [a for a, _b in read_sentences(data_dir / "SST-2" / "dev.tsv")]
-                texts = texts[: args.predict_calls + args.predict_warmup]
                 result["browser_predict"] = browser_round_trips(app.url, run_ids[-1], texts, args.predict_warmup,
                                                                 args.chromium)
         if "predict" not in skip:  # the parts of a round trip, measured with the app closed

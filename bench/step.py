@@ -37,7 +37,7 @@ VARIANTS = {
 }
 # the same full-LRC step with torch's per-tensor loop AdamW instead of the fused one lrc uses (--adamw-loop)
 LOOP_ADAMW = "lrc, loop AdamW"
-# the same full-LRC step with the student and projections under torch.compile (inductor) (--compile)
+# the same full-LRC step with the student's blocks under torch.compile (inductor; lrc.models.compile_blocks)
 COMPILED = "lrc, compiled"
 
 
