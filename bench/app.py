@@ -19,7 +19,7 @@
    package, through Playwright), the button clicked, timed in the page until the verdict shows the new answer:
    the round trip through gradio's JavaScript client that a user sees (the browser shares this machine's cores).
 4. **Layers.** What the Layers tab computes (lrc.analysis.RunAnalysis: angular similarity, CKA, accuracy, the
-   UMAP and PCA maps of the deepest mapped pair, and the plotly figures of app.layer_figures), in this process,
+   UMAP and PCA maps of the deepest mapped pair, and the plotly figures of studio.layer_figures), in this process,
    for 1,000 and 4,000 examples in `tokens` mode (the tab's default). SST-2's dev set has 872, so the sample is
    drawn from the train split's phrases of 12+ words (mean 19.6 words, dev's mean is 19.5), written as the dev
    split of a temporary GLUE folder. numba's one-time compile (the first UMAP of a process) is timed on its own.
@@ -220,7 +220,7 @@ def gradio_floor(texts: list[str], warmup: int) -> dict:
         box, out = gr.Textbox(), gr.Textbox()
         gr.Button().click(lambda text: text, box, out, api_name="echo")
     demo.queue()
-    from app.testing import free_port
+    from tools.apptest import free_port
 
     _app, url, _share = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                                     quiet=True)
@@ -238,10 +238,10 @@ def gradio_floor(texts: list[str], warmup: int) -> dict:
 
 
 def predict_in_process(runs_dir: Path, run_id: str, texts: list[str], warmup: int) -> dict:
-    """The Predict callback's own work (app.ui.Studio.predict: both models, tokenization, the verdict markdown),
+    """The Predict callback's own work (studio.ui.Studio.predict: both models, tokenization, the verdict markdown),
     called here without HTTP, on a fresh model cache."""
-    from app.state import AppContext, AppSettings
-    from app.ui import Studio
+    from studio.state import AppContext, AppSettings
+    from studio.ui import Studio
 
     studio = Studio(AppContext.create(AppSettings(runs_dir=str(runs_dir))))
     took = []
@@ -290,7 +290,7 @@ def _reset_peak() -> None:
 def layers_views(run_path: Path, glue: Path, sizes: list[int], representation: str, cache_mb: int | None) -> dict:
     """Time what the Layers tab computes for each sample size (a fresh RunAnalysis: nothing cached), with the
     app's cache budget, and the memory the process holds after each."""
-    from app import layer_figures as lf
+    from studio import layer_figures as lf
     from lrc.analysis import DEFAULT_CACHE_MB, RunAnalysis, warm_up_umap
 
     cache_mb = DEFAULT_CACHE_MB if cache_mb is None else cache_mb
@@ -372,7 +372,7 @@ def main() -> None:
     import transformers
     from gradio_client import Client
 
-    from app.testing import AppProcess
+    from tools.apptest import AppProcess
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-app-"))

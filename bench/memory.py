@@ -96,7 +96,7 @@ def main() -> None:
     import gradio_client
     from gradio_client import Client
 
-    from app.testing import AppProcess
+    from tools.apptest import AppProcess
 
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     runs_dir = work / "runs"

@@ -15,82 +15,32 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import DistillConfig, config_from_preset, list_presets
-from .errors import LRCError
+from .errors import ConfigError, LRCError
+from .knobs import GROUPS, knob_map, knobs
 
-_OVERRIDES: list[tuple[str, type, str]] = [
-    ("epochs", float, "training epochs (all stages together)"),
-    ("max_steps", int, "total optimizer steps; overrides --epochs when > 0"),
-    ("batch_size", int, "examples per step (per process)"),
-    ("lr", float, "peak learning rate of AdamW"),
-    ("temperature", float, "soft-label temperature T (paper: 1.1)"),
-    ("alpha", float, "weight of COS-NCE in stage 2"),
-    ("beta", float, "weight of the soft-label loss in stage 2"),
-    ("gamma", float, "weight of the hard-label loss in stage 2"),
-    ("epsilon", float, "gradient-perturbation step size"),
-    ("stage1_fraction", float, "share of the steps spent in stage 1 (COS-NCE only)"),
-    ("representation", str, "what COS-NCE compares: tokens | cls | mean"),
-    ("negatives", str, "negatives: batch (in-batch) | bank (memory bank of K)"),
-    ("num_negatives", int, "K for the bank"),
-    ("distance", str, "angular (COS-NCE) | mse (ablation)"),
-    ("projection", str, "per_layer | shared"),
-    ("max_train_examples", int, "use at most N training examples (0 = all)"),
-    ("max_eval_examples", int, "use at most N dev examples (0 = all)"),
-    ("max_seq_length", int, "truncate inputs to N tokens"),
-    ("seed", int, "random seed"),
-    ("eval_every", int, "also evaluate every N steps"),
-    ("log_every", int, "emit a loss point every N steps"),
-    ("save_every", int, "checkpoint the student every N steps"),
-    ("snapshot_every", int, "record matched-layer alignment on a fixed probe set every N steps (0 = never)"),
-    ("probe_examples", int, "dev examples in that fixed probe set"),
-    ("mixed_precision", str, "auto | no | fp16 | bf16"),
-    ("device", str, "auto | cpu | cuda"),
-    ("teacher_epochs", float, "epochs when the teacher must be fine-tuned first"),
-    ("teacher_lr", float, "learning rate for that fine-tuning"),
-    ("student_layers", int, "student transformer layers"),
-    ("student_hidden", int, "student hidden size"),
-    ("student_heads", int, "student attention heads"),
-    ("student_ffn", int, "student FFN size"),
-    ("student_init", str, "auto | random | teacher | checkpoint"),
-    ("student_dropout", float, "student hidden/attention dropout (default 0.1)"),
-    ("student_checkpoint", str, "start the student from this model (with --student-init checkpoint)"),
-    ("train_file", str, "task custom: your own CSV/TSV/JSONL training file"),
-    ("dev_file", str, "task custom: your own dev file"),
-    ("text_column", str, "task custom: the text column"),
-    ("text_pair_column", str, "task custom: the second text column of a pair task"),
-    ("label_column", str, "task custom: the label column"),
-]
+def _add_knob_flags(p: argparse.ArgumentParser, training: bool, skip: tuple[str, ...] = ()) -> None:
+    """One flag per knob (lrc.knobs): `--lr`, `--student-layers`, and `--x` / `--no-x` for switches.
 
-
-def _add_common(p: argparse.ArgumentParser, training: bool) -> None:
-    p.add_argument("--task", default=None, help="GLUE task (cola sst2 mrpc stsb qqp mnli qnli rte wnli) or custom")
-    p.add_argument("--data-dir", default=None,
-                   help="local GLUE folder (classic glue_data layout); default: $GLUE_DIR, else the HF hub")
+    Values are read as text and converted by the knob itself in `_config`, so a bad value is one `error:` line
+    that names the flag, like every other mistake, instead of argparse's usage block.
+    """
     p.add_argument("--preset", default=None, help=f"YAML preset: {', '.join(list_presets())} or a path")
-    group = p.add_argument_group("settings (override the preset)")
-    for name, typ, help_text in _OVERRIDES:
-        if not training and name not in ("max_eval_examples", "max_seq_length", "seed", "batch_size", "device",
-                                          "mixed_precision", "dev_file", "train_file", "text_column",
-                                          "text_pair_column", "label_column"):
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for k in knobs(DistillConfig):
+        if k.name in skip or not (training or k.info.eval_flag):
             continue
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)
-    if training:
-        group.add_argument("--no-cos-nce", dest="use_cos_nce", action="store_false", default=None,
-                           help="ablation: no COS-NCE (soft + hard only)")
-        group.add_argument("--no-perturb", dest="perturb", action="store_false", default=None,
-                           help="ablation: no gradient perturbation")
-        group.add_argument("--compile", dest="compile", action="store_true", default=None,
-                           help="torch.compile the student's transformer blocks; the first steps wait for the compiler")
-        group.add_argument("--compile-backend", dest="compile_backend", default=None,
-                           help="torch.compile backend: inductor (default) | aot_eager | eager | cudagraphs")
-        group.add_argument("--no-length-grouping", dest="length_grouping", action="store_false", default=None,
-                           help="plain shuffled batches instead of batches of similar lengths")
-        group.add_argument("--one-stage", dest="two_stage", action="store_false", default=None,
-                           help="ablation: skip stage 1 and train the total loss from the start")
-        group.add_argument("--teacher-cache", dest="teacher_cache", action="store_true", default=None,
-                           help="compute the teacher's outputs for the training set once and reuse them "
-                                "(cache in $LRC_CACHE_DIR, default ~/.cache/lrc/teacher)")
-        group.add_argument("--layer-map", default=None,
-                           help="teacher layer (1-based) per student layer, e.g. 2,4,6 (default: uniform)")
+        if k.info.group not in groups:
+            groups[k.info.group] = p.add_argument_group(GROUPS[k.info.group])
+        group = groups[k.info.group]
+        values = f" [{k.range_text()}]" if k.range_text() else ""
+        if k.kind == "bool":
+            group.add_argument(k.flag, dest=k.name, action="store_true", default=None,
+                               help=f"{k.info.help} (default: {'on' if k.default else 'off'})")
+            group.add_argument(k.off_flag, dest=k.name, action="store_false", default=None, help=argparse.SUPPRESS
+                               if k.info.off_flag is None and k.default is False else f"turn {k.flag} off")
+        else:
+            group.add_argument(k.flag, dest=k.name, default=None, metavar=k.kind.upper().replace("CHOICE", "NAME"),
+                               help=f"{k.info.help}{values}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,24 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("teacher", help="fine-tune a teacher on a task (default backbone: the bundled MiniLM)")
-    _add_common(p, training=True)
+    _add_knob_flags(p, training=True, skip=("teacher",))
     p.add_argument("--model", default=None, help="backbone to fine-tune: hub id or folder (default: bundled MiniLM)")
     p.add_argument("--out", default=None, help="run folder to write (default: runs/teacher-<task>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue a stopped or interrupted run folder from its latest checkpoint (its own settings)")
 
+    p = sub.add_parser("teachers", help="make and cache the default teacher of every task (what distill would use)")
+    _add_knob_flags(p, training=True, skip=("teacher",))
+    p.add_argument("--tasks", default=None, help="comma-separated tasks (default: every task in the data folder)")
+    p.add_argument("--runs-dir", default=None, help="run store folder (default: $LRC_RUNS_DIR or runs/)")
+
     p = sub.add_parser("distill", help="distil a student from a teacher with LRC-BERT")
-    _add_common(p, training=True)
-    p.add_argument("--teacher", default=None,
-                   help="fine-tuned teacher: run folder, model folder or hub id (default: bundled MiniLM, fine-tuned "
-                        "on the task first and cached in the runs folder)")
+    _add_knob_flags(p, training=True)
     p.add_argument("--out", default=None, help="run folder to write (default: runs/lrc-<task>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue a stopped or interrupted run folder from its latest checkpoint (its own settings)")
 
     p = sub.add_parser("experiment", help="baselines, LRC and its ablations over several seeds, as one table")
-    _add_common(p, training=True)
-    p.add_argument("--teacher", default=None, help="fine-tuned teacher (default: the bundled MiniLM fine-tuned first)")
+    _add_knob_flags(p, training=True)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ... N-1)")
     p.add_argument("--variants", default="finetune,kd,lrc,lrc-no-cosnce,lrc-no-perturb,lrc-one-stage,lrc-mse",
                    help="comma-separated variants")
@@ -129,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="run store folder (default: $LRC_RUNS_DIR or runs/)")
 
     p = sub.add_parser("eval", help="dev-set metrics of a saved model")
-    _add_common(p, training=False)
+    _add_knob_flags(p, training=False)
     p.add_argument("--model", required=True, help="run folder, model folder or hub id")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON only")
 
@@ -139,34 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--json", action="store_true", help="print one JSON object per sentence")
     p.add_argument("text", nargs="+", help="sentence(s) to classify")
+
+    p = sub.add_parser("knobs", help="every knob: flag, default, valid values, what it does (docs/KNOBS.md)")
+    p.add_argument("--markdown", action="store_true", help="print the table of docs/KNOBS.md")
     return parser
 
 
 def _config(args: argparse.Namespace) -> DistillConfig:
+    """The preset, then every flag given over it, each converted and checked by its own knob."""
     overrides: dict[str, Any] = {}
-    for name, _typ, _help in _OVERRIDES:
-        overrides[name] = getattr(args, name, None)
-    for flag in ("use_cos_nce", "perturb", "two_stage", "teacher_cache", "length_grouping", "compile",
-                 "compile_backend"):
-        overrides[flag] = getattr(args, flag, None)
-    if getattr(args, "layer_map", None):
+    for name, k in knob_map(DistillConfig).items():
+        raw = getattr(args, name, None)
+        if raw is None:
+            continue
         try:
-            overrides["layer_map"] = [int(x) for x in args.layer_map.split(",")]
-        except ValueError:
-            raise LRCError(f"--layer-map must be comma-separated integers, like 2,4,6; got {args.layer_map!r}") from None
-    if getattr(args, "teacher", None):
-        overrides["teacher"] = args.teacher
-    if args.task:
-        overrides["task"] = args.task
-    elif getattr(args, "train_file", None):
+            value = k.coerce(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{k.flag}: {exc}") from None
+        k.check(value)  # its message names the knob, the value and what is allowed
+        overrides[name] = value
+    if not overrides.get("task") and overrides.get("train_file"):
         overrides["task"] = "custom"
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
     cfg = config_from_preset(args.preset, **overrides)
-    if not args.task and not args.preset and not cfg.train_file:
+    if not overrides.get("task") and not args.preset and not cfg.train_file:
         raise LRCError("--task is required (e.g. --task sst2), or --train-file for your own data")
     if cfg.data_dir is None and os.environ.get("GLUE_DIR"):
-        cfg.data_dir = os.environ["GLUE_DIR"]
+        cfg = cfg.override(data_dir=os.environ["GLUE_DIR"])
     return cfg.validate()
 
 
@@ -223,7 +172,8 @@ def _show(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
             metrics = ", ".join(f"{k}={v:.4f}" for k, v in ev["metrics"].items())
             tqdm.write(f"[{phase}] eval {ev['split']} at step {ev['step']} (stage {ev['stage']}): {metrics}")
         elif kind == "teacher_ready":
-            tqdm.write(f"teacher: {ev['path']}" + (" (cached)" if ev.get("cached") else ""))
+            score = f", dev {ev.get('metric')} {ev['score']:.4f}" if isinstance(ev.get("score"), float) else ""
+            tqdm.write(f"teacher: {ev['path']}" + (" (cached)" if ev.get("cached") else "") + score)
         elif kind == "end":
             if phase in bars:
                 bars[phase].close()
@@ -276,21 +226,71 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
+    """`lrc teacher`: fine-tune a backbone with the task's recipe (lrc.recipes); --epochs, --lr, --batch-size,
+    --warmup-ratio, --max-train-examples and --seed, when given, replace the recipe's values."""
     if args.resume:
         return cmd_resume(args)
     cfg = _config(args)
-    from .pipeline import labels_only, run_teacher
+    from .pipeline import load_data, run_teacher, teacher_config
 
-    # a teacher run trains for teacher_epochs at teacher_lr unless --epochs / --lr say otherwise
-    cfg = labels_only(cfg, teacher=args.model, epochs=cfg.teacher_epochs if args.epochs is None else None,
-                      lr=cfg.teacher_lr if args.lr is None else None)  # config.json records what really ran
-    _store, run = _out_run(args, cfg, "teacher")
+    data = load_data(cfg, max_train_examples=cfg.max_train_examples)
+    tcfg = teacher_config(cfg.override(teacher=args.model), data.task)
+    given = {name: getattr(cfg, name) for name in ("epochs", "lr", "batch_size", "warmup_ratio", "max_train_examples",
+                                                   "seed", "save_every") if getattr(args, name, None) is not None}
+    tcfg = tcfg.override(**given)  # config.json records what really ran
+    if given.get("max_train_examples") is not None:
+        data = load_data(tcfg)
+    _store, run = _out_run(args, tcfg, "teacher")
     with _StopOnSignal() as stop:
-        end = _show(run_teacher(cfg, run, stop.event.is_set))
+        end = _show(run_teacher(tcfg, run, stop.event.is_set, data=data))
     if _is_main():
         print(f"teacher run: {run.path} ({end.get('status')}); model: {run.path / 'model'}")
     _print_summary(run)
     return 0 if end.get("status") in ("completed", "stopped") else 1
+
+
+def cmd_teachers(args: argparse.Namespace) -> int:
+    """`lrc teachers`: make (or find) the default teacher of every task, the one a distillation would use."""
+    from .pipeline import ensure_teacher
+    from .runs import RunStore
+
+    cfg = _config(args)
+    tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()] or _available_tasks(cfg)
+    store = RunStore(args.runs_dir)
+    rows = []
+    with _StopOnSignal() as stop:
+        for n, task in enumerate(tasks, 1):
+            if stop.event.is_set():
+                break
+            print(f"== teacher {n}/{len(tasks)}: {task}", flush=True)
+            ready = {}
+            _show(_remember_ready(ensure_teacher(cfg.override(task=task), store, stop.event.is_set), ready))
+            if ready:
+                rows.append((task, ready))
+    print("\n| task | teacher run | dev score | minutes |\n|---|---|---|---|")
+    for task, ev in rows:
+        score = f"{ev['score']:.4f} {ev.get('metric') or ''}" if isinstance(ev.get("score"), float) else "n/a"
+        minutes = f"{ev['seconds'] / 60:.1f}" if ev.get("seconds") else "n/a"
+        print(f"| {task} | {ev['path']}{' (cached)' if ev.get('cached') else ''} | {score} | {minutes} |")
+    return 0 if len(rows) == len(tasks) else 1
+
+
+def _remember_ready(events: Iterator[dict[str, Any]], ready: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for event in events:
+        if event["type"] == "teacher_ready":
+            ready.update(event)
+        yield event
+
+
+def _available_tasks(cfg: DistillConfig) -> list[str]:
+    """Every GLUE task whose files are in the data folder (all of them when the data comes from the hub)."""
+    from .data import resolve_data_dir
+    from .tasks import TASKS
+
+    folder = resolve_data_dir(cfg.data_dir)
+    if folder is None:
+        return list(TASKS)
+    return [name for name, spec in TASKS.items() if (folder / spec.local.directory / "train.tsv").exists()]
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -322,6 +322,10 @@ def _print_summary(run) -> None:
                                       ("params", s.get("student_params")), ("seconds", round(s.get("seconds", 0), 1)))
              if v is not None]
     print("summary: " + ", ".join(parts))
+    if s.get("beats_constant") is not None:
+        verdict = "above" if s["beats_constant"] else "NOT above"
+        print(f"check: dev {s.get('main_metric')} {s['score']:.4f} is {verdict} the best constant answer's "
+              f"{s['constant_score']:.4f}")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -403,10 +407,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_knobs(args: argparse.Namespace) -> int:
+    from .knobs import markdown_table
+
+    if args.markdown:
+        print(markdown_table(DistillConfig), end="")
+        return 0
+    for k in knobs(DistillConfig):
+        flag = f"{k.flag} / {k.off_flag}" if k.kind == "bool" else k.flag
+        print(f"{flag:34} {str(k.default):10} {k.range_text():28} {k.info.help}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"teacher": cmd_teacher, "distill": cmd_distill, "eval": cmd_eval, "predict": cmd_predict,
-               "experiment": cmd_experiment, "report": cmd_report}[args.command]
+               "experiment": cmd_experiment, "report": cmd_report, "knobs": cmd_knobs,
+               "teachers": cmd_teachers}[args.command]
     try:
         return handler(args)
     except LRCError as exc:

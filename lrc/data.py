@@ -324,6 +324,17 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -
     return out
 
 
+def token_lengths(ds: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int = 4096) -> list[int]:
+    """Each row's token count without truncation (special tokens included): what a length cap would cut."""
+    lengths: list[int] = []
+    for start in range(0, len(ds), batch_size):
+        part = ds[start:start + batch_size]
+        pair = part["text_b"] if any(t is not None for t in part["text_b"]) else None
+        enc = tokenizer(part["text_a"], pair, truncation=False, verbose=False)
+        lengths.extend(len(ids) for ids in enc["input_ids"])
+    return lengths
+
+
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts_a: list[str], texts_b: list[str] | None,
                  max_length: int) -> dict[str, torch.Tensor]:
     """Tokenize raw inputs for prediction (padded to the longest, truncated to max_length)."""

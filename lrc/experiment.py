@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .config import DistillConfig
-from .errors import ConfigError
+from .errors import ConfigError, LRCError
 from .runs import RunStore, atomic_write_json, read_json
 
 # name -> (description, config changes, pipeline kind)
@@ -49,7 +49,7 @@ class ExperimentSpec:
 def run_experiment(spec: ExperimentSpec, store: RunStore, should_stop: Callable[[], bool] | None = None
                    ) -> Iterator[dict[str, Any]]:
     """Run every variant x seed (skipping runs already completed, so an interrupted experiment resumes)."""
-    from .pipeline import ensure_teacher, load_data, run_distill
+    from .pipeline import ensure_teacher, resumable, resume_run, run_distill
 
     spec.validate()
     should_stop = should_stop or (lambda: False)
@@ -58,13 +58,15 @@ def run_experiment(spec: ExperimentSpec, store: RunStore, should_stop: Callable[
     base = spec.base
     teacher = base.teacher
     if teacher is None:
-        for event in ensure_teacher(base, store, load_data(base), should_stop):
+        for event in ensure_teacher(base, store, should_stop):
             if event["type"] == "teacher_ready":
                 teacher = event["path"]
             yield {**event, "phase": "teacher"}
     base = base.override(teacher=teacher)
+    earlier = read_json(folder / "experiment.json", {}) or {}
     record: dict[str, Any] = {"name": spec.name, "task": base.task, "teacher": teacher, "seeds": spec.seeds,
-                              "variants": spec.variants, "base": base.to_dict(), "runs": {}, "started": time.time()}
+                              "variants": spec.variants, "base": base.to_dict(), "runs": {},
+                              "started": earlier.get("started") or time.time()}
     for seed in spec.seeds:
         for variant in spec.variants:
             if should_stop():
@@ -74,15 +76,19 @@ def run_experiment(spec: ExperimentSpec, store: RunStore, should_stop: Callable[
             _desc, changes, kind = VARIANTS[variant]
             run_id = f"{spec.name}-{variant}-s{seed}"
             cfg = base.override(seed=seed, **changes)
-            existing = store.root / run_id
-            if (existing / "summary.json").exists() and (read_json(existing / "summary.json", {}) or {}).get(
-                    "status") == "completed":
-                record["runs"].setdefault(variant, []).append(run_id)
+            existing = _existing_run(store, run_id)
+            if existing is not None and existing.status == "completed" and existing.summary.get("score") is not None:
+                record["runs"].setdefault(variant, []).append(run_id)  # finished before: kept as it is
                 continue
-            run = store.create(cfg.to_dict(), run_id=run_id, kind="distill", exist_ok=True,
-                               experiment=spec.name, variant=variant)
-            yield {"type": "variant", "variant": variant, "seed": seed, "run": run_id}
-            for event in run_distill(cfg, run, should_stop, store=store, kind=kind):
+            resuming = existing is not None and resumable(existing)
+            if resuming:  # stopped or interrupted: continue where it stopped
+                events = resume_run(existing, should_stop)
+            else:  # never started, or ended without a checkpoint: start again in a clean folder
+                run = store.create(cfg, run_id=run_id, kind=kind, replace=True, experiment=spec.name,
+                                   variant=variant)
+                events = run_distill(cfg, run, should_stop, store=store, kind=kind)
+            yield {"type": "variant", "variant": variant, "seed": seed, "run": run_id, "resumed": resuming}
+            for event in events:
                 yield {**event, "phase": f"{variant}/s{seed}"}
             record["runs"].setdefault(variant, []).append(run_id)
             atomic_write_json(folder / "experiment.json", summarise(record, store))
@@ -92,6 +98,13 @@ def run_experiment(spec: ExperimentSpec, store: RunStore, should_stop: Callable[
     record["finished"] = time.time()
     atomic_write_json(folder / "experiment.json", summarise(record, store))
     yield {"type": "experiment_done", "path": str(folder / "experiment.json")}
+
+
+def _existing_run(store: RunStore, run_id: str):
+    try:
+        return store.get(run_id)
+    except LRCError:
+        return None
 
 
 def summarise(record: dict[str, Any], store: RunStore) -> dict[str, Any]:
@@ -124,7 +137,8 @@ def robustness_table(record: dict[str, Any], store: RunStore, base: DistillConfi
     from .models import load_classifier, load_tokenizer
     from .pipeline import load_data
     from .robustness import NOISE_KINDS, corrupt_dataset
-    from .train import make_accelerator, predict_dataset
+    from .devices import make_accelerator
+    from .train import predict_dataset
 
     data = load_data(base)
     dev = data.main_dev

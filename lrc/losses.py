@@ -128,6 +128,9 @@ def mse_representation_loss(student: torch.Tensor, teacher: torch.Tensor, mask: 
     return err.mean()
 
 
+UNLABELLED = -100  # the label of a transfer-set row (classification); a score task uses NaN
+
+
 def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.1):
     """KL(softmax(t/T) || softmax(s/T)) * T^2, batch mean; MSE to the teacher's score for regression (1 output)."""
     if student_logits.shape[-1] == 1:
@@ -138,7 +141,26 @@ def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
 
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with the gold label, or MSE to the gold score when the model has one output (STS-B)."""
-    if student_logits.shape[-1] == 1:
-        return F.mse_loss(student_logits.float().squeeze(-1), labels.float())
-    return F.cross_entropy(student_logits.float(), labels.long())
+    """Cross-entropy with the gold label, or MSE to the gold score when the model has one output (STS-B).
+
+    Rows without a gold label (transfer-set rows: label -100, or NaN for a score) are left out of the mean, and a
+    batch with none gives 0. Written as sum / count so nothing waits on the GPU to look at the labels."""
+    logits = student_logits.float()
+    if logits.shape[-1] == 1:
+        gold = labels.float()
+        known = ~torch.isnan(gold)
+        squared = (logits.squeeze(-1) - torch.nan_to_num(gold)) ** 2
+        return (squared * known).sum() / known.sum().clamp_min(1)
+    gold = labels.long()
+    known = gold != UNLABELLED
+    total = F.cross_entropy(logits, gold, ignore_index=UNLABELLED, reduction="sum")
+    return total / known.sum().clamp_min(1)
+
+def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The vector(s) COS-NCE compares: all tokens `[B, L, D]`, the [CLS] vector, or the masked mean."""
+    if mode == "tokens":
+        return hidden
+    if mode == "cls":
+        return hidden[:, 0]
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)

@@ -57,3 +57,30 @@ def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
 def main_score(task: TaskSpec, metrics: dict[str, float]) -> float:
     """The single number a task is ranked by (GLUE's headline metric)."""
     return float(metrics.get(task.main_metric, float("nan")))
+
+
+CONSTANT_MARGIN = 0.01  # a score this far above the best constant answer counts as learning something
+
+
+def constant_score(task: TaskSpec, labels: np.ndarray) -> float:
+    """The main metric of the best constant answer on these labels: the majority class for accuracy, always the
+    positive class for F1 (or 0 when that is worse), 0 for Matthews and for correlations (a constant has none).
+
+    A student at or below this learned nothing a one-line rule would not do."""
+    labels = np.asarray(labels)
+    metric = task.main_metric
+    if task.is_regression or metric in ("mcc", "pearson", "spearman"):
+        return 0.0
+    classes = np.arange(task.num_labels)
+    best = 0.0
+    for c in classes:
+        logits = np.zeros((len(labels), task.num_labels))
+        logits[:, c] = 1.0
+        best = max(best, main_score(task, compute_metrics(task, logits, labels)))
+    return best
+
+
+def beats_constant(score: float | None, constant: float | None) -> bool | None:
+    if score is None or constant is None or math.isnan(score):
+        return None
+    return bool(score > constant + CONSTANT_MARGIN)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
@@ -29,6 +30,7 @@ from transformers import (
 
 from .config import StudentConfig
 from .errors import ConfigError, ModelLoadError
+from .heads import BertForSequenceClassificationMeanPool, BertMeanPoolConfig, pooling_of
 from .tasks import TaskSpec
 
 BUNDLED_TEACHER = "bundled:minilm"
@@ -122,9 +124,11 @@ def load_tokenizer(spec: str | None) -> PreTrainedTokenizerBase:
         raise ModelLoadError(f"could not load a tokenizer from {spec or 'the bundled teacher'}: {_short(exc)}") from None
 
 
-def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTrainedModel:
+def load_classifier(spec: str | None, task: TaskSpec | None = None, pooling: str | None = None) -> PreTrainedModel:
     """Load an encoder with a sequence-classification head; a fresh head is added when the checkpoint has none.
 
+    `pooling` matters only for a fresh head: "mean" builds lrc's mean-pooling classifier (lrc.heads) on the
+    encoder, "cls" (or None) BERT's own. A saved classifier keeps the head it was saved with.
     `trust_remote_code` is always passed as False: a model that needs custom code is refused.
     """
     path = resolve_model_path(spec)
@@ -138,9 +142,17 @@ def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTraine
             kwargs["id2label"] = dict(enumerate(task.label_names))
             kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
         kwargs["problem_type"] = "regression" if task.is_regression else "single_label_classification"
+    fresh_mean_head = pooling == "mean" and not _has_classifier(config)
+    if fresh_mean_head and getattr(config, "model_type", None) != "bert":
+        raise ModelLoadError(f"mean pooling is built for BERT encoders; {spec} is a {config.model_type!r} model "
+                             f"(use pooling: cls)")
     try:
         _quiet_transformers()
-        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, **kwargs)
+        if fresh_mean_head:
+            mean_config = BertMeanPoolConfig.from_pretrained(path, trust_remote_code=False, **kwargs)
+            model = BertForSequenceClassificationMeanPool.from_pretrained(path, config=mean_config)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, **kwargs)
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         if not isinstance(exc, (OSError, ValueError, RuntimeError)) and type(exc).__name__ != "SafetensorError":
             raise
@@ -156,6 +168,38 @@ def load_classifier(spec: str | None, task: TaskSpec | None = None) -> PreTraine
             ) from None
         raise ModelLoadError(f"could not load weights from {spec or path}: {_short(exc)}") from None
     return model
+
+
+def _has_classifier(config) -> bool:
+    return any("SequenceClassification" in a for a in (getattr(config, "architectures", None) or []))
+
+
+def backbone_of(spec: str | None) -> str | None:
+    """The pre-trained model a fine-tuned model was made from, when lrc made it (its lrc_model.json says), or the
+    bundled teacher for the bundled teacher itself; None when unknown (a hub model fine-tuned elsewhere)."""
+    if spec is None or str(spec) in ("", BUNDLED_TEACHER, "bundled", "minilm"):
+        return BUNDLED_TEACHER
+    try:
+        path = Path(resolve_model_path(spec))
+    except ModelLoadError:
+        return None
+    meta = path / "lrc_model.json"
+    if meta.exists():
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if data.get("backbone"):
+            return str(data["backbone"])
+        if data.get("kind") == "teacher":  # teacher runs saved before lrc_model.json named the backbone
+            run_config = path.parent / "config.json"
+            try:
+                return json.loads(run_config.read_text()).get("teacher") or BUNDLED_TEACHER
+            except (OSError, json.JSONDecodeError):
+                return None
+    if path.exists() and not _has_classifier(load_encoder_config(str(path))):
+        return str(path)  # a plain encoder is its own backbone
+    return None
 
 
 def is_finetuned_for(spec: str | None, task: TaskSpec) -> bool:
@@ -177,12 +221,15 @@ def is_finetuned_for(spec: str | None, task: TaskSpec) -> bool:
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     """Student layer m (1-based) learns from teacher layer m*N/M: for M=4, N=12 that is 3, 6, 9, 12."""
-    if student_layers > teacher_layers:
-        raise ConfigError(
-            f"the student has {student_layers} layers but the teacher only {teacher_layers}; "
-            f"use at most {teacher_layers} student layers"
-        )
+    check_student_fits(student_layers, teacher_layers)
     return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]
+
+
+def check_student_fits(student_layers: int, teacher_layers: int, who: str = "the teacher") -> None:
+    """A student learns from one teacher layer per layer, so it cannot have more layers than its teacher."""
+    if student_layers > teacher_layers:
+        raise ConfigError(f"the student has {student_layers} layers but {who} has only {teacher_layers}; "
+                          f"use at most {teacher_layers} student layers")
 
 
 def check_layer_map(layer_map: list[int], teacher_layers: int) -> None:
@@ -192,19 +239,23 @@ def check_layer_map(layer_map: list[int], teacher_layers: int) -> None:
 
 
 def build_student(
-    shape: StudentConfig, teacher: PreTrainedModel, task: TaskSpec, layer_map: list[int]
+    shape: StudentConfig, teacher: PreTrainedModel, task: TaskSpec, layer_map: list[int],
+    backbone: str | None = None, pooling: str | None = None,
 ) -> tuple[PreTrainedModel, str]:
-    """Build the student and say how it was initialised ("teacher layers 3,6", "random", "checkpoint ...")."""
+    """Build the student and say how it was initialised ("pre-trained layers 3,6 of ...", "random", ...).
+
+    init auto / pretrained copy the embeddings and the mapped layers of the teacher's *pre-trained* backbone
+    (DistilBERT's recipe), so what the student knows about the task comes from distillation, not from a copy of the
+    fine-tuned teacher; finetuned_teacher copies the fine-tuned teacher's layers instead. `pooling` (default: the
+    teacher's) picks the classifier head: BERT's [CLS] pooler or lrc's mean pooling.
+    """
     if shape.init == "checkpoint":
-        student = load_classifier(shape.checkpoint, task)
+        student = load_classifier(shape.checkpoint, task, pooling)
         return student, f"checkpoint {shape.checkpoint}"
     t = teacher.config
-    if shape.layers > t.num_hidden_layers:
-        raise ConfigError(
-            f"the student has {shape.layers} layers but the teacher only {t.num_hidden_layers}; "
-            f"use at most {t.num_hidden_layers} student layers"
-        )
-    config = BertConfig(
+    check_student_fits(shape.layers, t.num_hidden_layers)
+    pooling = pooling or pooling_of(teacher)
+    config = (BertMeanPoolConfig if pooling == "mean" else BertConfig)(
         vocab_size=t.vocab_size,
         hidden_size=shape.hidden,
         num_hidden_layers=shape.layers,
@@ -221,31 +272,58 @@ def build_student(
     if not task.is_regression:
         config.id2label = dict(enumerate(task.label_names))
         config.label2id = {n: i for i, n in enumerate(task.label_names)}
-    student = BertForSequenceClassification(config)
+    student = (BertForSequenceClassificationMeanPool if pooling == "mean" else BertForSequenceClassification)(config)
     same_shape = (
-        getattr(t, "model_type", None) == "bert"
+        getattr(t, "model_type", None) in ("bert", BertMeanPoolConfig.model_type)
         and t.hidden_size == shape.hidden
         and t.intermediate_size == shape.ffn
         and t.num_attention_heads == shape.heads
     )
-    if shape.init == "teacher" and not same_shape:
+    if shape.init in ("finetuned_teacher", "pretrained") and not same_shape:
         raise ConfigError(
-            "student.init 'teacher' needs a BERT teacher with the same hidden size, heads and FFN as the student "
-            f"(teacher {t.hidden_size}/{t.num_attention_heads}/{t.intermediate_size}, student "
+            f"student.init {shape.init!r} needs a BERT teacher with the same hidden size, heads and FFN as the "
+            f"student (teacher {t.hidden_size}/{t.num_attention_heads}/{t.intermediate_size}, student "
             f"{shape.hidden}/{shape.heads}/{shape.ffn}); use init 'random' or 'auto'"
         )
-    if shape.init in ("teacher", "auto") and same_shape:
-        _copy_teacher_layers(student, teacher, layer_map)
-        return student, "teacher layers " + ",".join(map(str, layer_map))
+    layers = ",".join(map(str, layer_map))
+    if shape.init == "finetuned_teacher":
+        _copy_layers(student, teacher.base_model, layer_map)
+        return student, f"the fine-tuned teacher's layers {layers}"
+    if shape.init in ("auto", "pretrained") and same_shape:
+        if backbone is None:
+            if shape.init == "pretrained":
+                raise ConfigError("student.init 'pretrained' needs the teacher's pre-trained backbone, which is "
+                                  "unknown for this teacher (it was not fine-tuned by lrc); use init "
+                                  "'finetuned_teacher' or 'random'")
+            return student, "random (the teacher's pre-trained backbone is unknown)"
+        pretrained = load_encoder(backbone)
+        _copy_layers(student, pretrained, layer_map)
+        return student, f"pre-trained layers {layers} of {backbone}"
     return student, "random"
 
 
-def _copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, layer_map: list[int]) -> None:
-    """DistilBERT-style init: embeddings and the mapped teacher layers (the head stays fresh)."""
-    s, t = student.bert, teacher.base_model
-    s.embeddings.load_state_dict(t.embeddings.state_dict())
+def load_encoder(spec: str) -> PreTrainedModel:
+    """The bare pre-trained encoder (no head) of a backbone, on the CPU."""
+
+
+    path = resolve_model_path(spec)
+    load_encoder_config(spec)
+    _quiet_transformers()
+    try:
+        return AutoModel.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"could not load the pre-trained backbone {spec}: {_short(exc)}") from None
+
+
+def _copy_layers(student: PreTrainedModel, source: nn.Module, layer_map: list[int]) -> None:
+    """DistilBERT-style init: the embeddings and the mapped layers of `source` (a BERT encoder); the head stays
+    fresh (a pre-trained pooler is copied too when both have one)."""
+    s = student.base_model
+    s.embeddings.load_state_dict(source.embeddings.state_dict())
     for m, n in enumerate(layer_map):
-        s.encoder.layer[m].load_state_dict(t.encoder.layer[n - 1].state_dict())
+        s.encoder.layer[m].load_state_dict(source.encoder.layer[n - 1].state_dict())
+    if getattr(s, "pooler", None) is not None and getattr(source, "pooler", None) is not None:
+        s.pooler.load_state_dict(source.pooler.state_dict())
 
 
 class Projections(nn.Module):

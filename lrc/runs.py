@@ -1,6 +1,8 @@
 """The run store: every run is a folder, and the app, the CLI and a restart all see the same folders.
 
-    runs/<id>/config.json     what was asked (DistillConfig as a dict, plus kind: distill | teacher)
+    runs/<id>/config.json     what was asked: exactly DistillConfig.to_dict(), so a resume reads it back as is
+    runs/<id>/run.json        the run's metadata: kind (distill | finetune | teacher), created, owner, source,
+                              experiment and variant, parent, package versions
     runs/<id>/status.json     running | completed | stopped | diverged | failed, the pid, timestamps
     runs/<id>/events.jsonl    one event per line, appended and flushed as the run goes
     runs/<id>/student/        (or model/ for teacher runs) save_pretrained + tokenizer + README.md model card
@@ -8,6 +10,9 @@
 
 JSON files are written atomically (temp file + rename), so a reader never sees half a file. events.jsonl is
 append-only; a reader skips a half-written last line instead of failing.
+
+Run folders written before run.json existed kept their metadata inside config.json; `Run.config` and `Run.meta`
+split such a file on read, so old runs open, resume and list like new ones.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +33,10 @@ from .errors import LRCError
 DEFAULT_ROOT = Path(os.environ.get("LRC_RUNS_DIR", "runs"))
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TERMINAL = ("completed", "stopped", "diverged", "failed", "interrupted")
+META_FILE = "run.json"
+# metadata keys that older run folders wrote into config.json
+_LEGACY_META = ("kind", "created", "experiment", "variant", "preset", "owner", "resumed", "source", "parent")
+_PACKAGES = ("torch", "transformers", "accelerate", "gradio")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -41,6 +51,36 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_dir_for(target: Path) -> Path:
+    """An empty sibling folder to write a new version of `target` into (`.<name>.tmp`)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def swap_in(target: Path, tmp: Path) -> None:
+    """Replace `target` with the finished `tmp` folder: the old one is renamed aside first, so at every moment
+    either the old or the new folder is whole under its own name, and a crash never leaves half of one."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_swap_dir(target: Path, write: Any) -> None:
+    """Write a folder atomically: `write(tmp)` fills a temp folder, which then replaces `target`."""
+    tmp = temp_dir_for(Path(target))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    swap_in(Path(target), tmp)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -118,11 +158,33 @@ class Run:
     @property
     def model_dir(self) -> Path:
         """Where the run's trained model lives: student/ for distillation, model/ for teacher runs."""
-        return self.path / ("model" if self.config.get("kind") == "teacher" else "student")
+        return self.path / ("model" if self.kind == "teacher" else "student")
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_FILE
 
     @property
     def config(self) -> dict[str, Any]:
-        return read_json(self.config_path, {}) or {}
+        """The run's settings, exactly what `DistillConfig.from_dict` accepts (older folders' metadata left out)."""
+        data = read_json(self.config_path, {}) or {}
+        return {k: v for k, v in data.items() if k not in _LEGACY_META}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Who made the run, when, how: run.json, over what older folders kept in config.json."""
+        legacy = {k: v for k, v in (read_json(self.config_path, {}) or {}).items() if k in _LEGACY_META}
+        return {**legacy, **(read_json(self.meta_path, {}) or {})}
+
+    @property
+    def kind(self) -> str:
+        """distill (the default), finetune (a student on labels alone) or teacher."""
+        return self.meta.get("kind") or "distill"
+
+    def update_meta(self, **changes: Any) -> None:
+        if not self.writer:
+            return
+        atomic_write_json(self.meta_path, {**self.meta, **changes})
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -206,19 +268,30 @@ class RunStore:
             raise LRCError(f"run id {run_id!r} points outside the run store")
         return path
 
-    def create(self, config: dict[str, Any], run_id: str | None = None, kind: str = "distill",
-               exist_ok: bool = False, **meta: Any) -> Run:
+    def create(self, config: Any, run_id: str | None = None, kind: str = "distill", exist_ok: bool = False,
+               replace: bool = False, **meta: Any) -> Run:
+        """A new run folder: config.json (the DistillConfig, or its dict) and run.json (kind, time, `meta`).
+
+        An existing folder is refused unless `exist_ok` (the folder is reused, its old events and summary
+        dropped so the new run's curves never continue the old ones) or `replace` (the folder is emptied first:
+        no stale model or checkpoint either)."""
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         run_id = run_id or self.new_id(config.get("task", "run"), kind)
         path = self.path_for(run_id)
         if not is_main_process():
             return Run(path, writer=False)
-        if path.exists() and any(path.iterdir()) and not exist_ok:
-            raise LRCError(f"run folder {path} already exists; choose another --out or delete it")
+        if path.exists() and any(path.iterdir()):
+            if replace:
+                shutil.rmtree(path)
+            elif not exist_ok:
+                raise LRCError(f"run folder {path} already exists; choose another --out or delete it")
         path.mkdir(parents=True, exist_ok=True)
         run = Run(path)
-        atomic_write_json(run.config_path, {**config, "kind": kind, "created": time.time(), **meta})
-        if run.events_path.exists() and not exist_ok:
-            run.events_path.unlink()
+        for stale in (run.events_path, run.summary_path, run.status_path):
+            stale.unlink(missing_ok=True)
+        atomic_write_json(run.config_path, config)
+        atomic_write_json(run.meta_path, {"kind": kind, "created": time.time(), "versions": package_versions(),
+                                          **meta})
         run.set_status("queued")
         return run
 
@@ -240,7 +313,7 @@ class RunStore:
     def list(self) -> list[Run]:
         runs = [Run(p) for p in self.root.iterdir()
                 if p.is_dir() and not p.is_symlink() and (p / "config.json").exists() and _RUN_ID.match(p.name)]
-        return sorted(runs, key=lambda r: r.config.get("created", 0), reverse=True)
+        return sorted(runs, key=lambda r: r.meta.get("created", 0), reverse=True)
 
     def delete(self, run_id: str) -> None:
         path = self.path_for(run_id)
@@ -248,6 +321,17 @@ class RunStore:
             path.unlink()
         elif path.exists():
             shutil.rmtree(path)
+
+
+def package_versions() -> dict[str, str]:
+    """The versions a run was made with (read from the installed packages' metadata: nothing is imported)."""
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def run_from_path(path: str | os.PathLike) -> Run:

@@ -27,6 +27,7 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from .data import make_loader
+from .losses import represent
 
 DEFAULT_DIR = Path(os.environ.get("LRC_CACHE_DIR", Path.home() / ".cache" / "lrc" / "teacher"))
 
@@ -109,7 +110,7 @@ class TeacherCache:
 
 def build_or_load(teacher, teacher_path: str | None, train: Dataset, tokenizer, layer_map: list[int],
                   representation: str, max_length: int, device: torch.device, batch_size: int = 128,
-                  cache_dir: Path | None = None, represent=None, progress=None) -> tuple[TeacherCache, bool]:
+                  cache_dir: Path | None = None, progress=None) -> tuple[TeacherCache, bool]:
     """Load the cache for this key, or compute and save it. Returns (cache, was_cached)."""
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     key = cache_key(teacher_path, train, max_length, representation, layer_map, dtype, teacher)

@@ -29,59 +29,33 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
 
 from .bank import NegativeBank
+from .devices import make_accelerator
 from .config import DistillConfig
 from .data import TaskData, make_loader, tokenize
-from .losses import cos_nce, cos_nce_with_pool, hard_label_loss, mse_representation_loss, soft_label_loss
+from .losses import (
+    cos_nce,
+    cos_nce_with_pool,
+    hard_label_loss,
+    mse_representation_loss,
+    represent,
+    soft_label_loss,
+)
 from .metrics import compute_metrics
 from .models import Projections, StudentWithProjections, compile_blocks, embeddings_module
 from .perturb import embedding_output, perturb_embeddings
+from .runs import swap_in, temp_dir_for
 from .tasks import TaskSpec
 
 StopCheck = Callable[[], bool]
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def resolve_precision(requested: str, device_type: str) -> str:
-    """auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 ("no") on CPU where autocast does not pay."""
-    if requested != "auto":
-        return requested
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
 
-
-def make_accelerator(cfg: DistillConfig) -> Accelerator:
-    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
-
-        raise ConfigError("device 'cuda' was asked for but no GPU is visible; use device 'auto' or 'cpu'")
-    precision = resolve_precision(cfg.mixed_precision, "cpu" if cpu else "cuda")
-    # stage 1 trains COS-NCE only, so the classifier head gets no gradient there: DDP must allow unused parameters
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    try:
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
-    except ValueError:
-        # the process-wide AcceleratorState was set up by an earlier run with other settings (app, tests)
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers)
-
-
-def represent(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """The vector(s) COS-NCE compares: all tokens `[B, L, D]`, the [CLS] vector, or the masked mean."""
-    if mode == "tokens":
-        return hidden
-    if mode == "cls":
-        return hidden[:, 0]
-    m = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 @dataclass
@@ -210,7 +184,7 @@ class Distiller:
             self.cache, hit = build_or_load(
                 self.teacher, getattr(self.teacher, "name_or_path", None), train, self.tokenizer,
                 self.layer_map if self.uses_reps else [], self.cfg.representation, self.cfg.max_seq_length,
-                self.accelerator.device, batch_size=max(64, 2 * self.cfg.batch_size), represent=represent,
+                self.accelerator.device, batch_size=max(64, 2 * self.cfg.batch_size),
             )
         torch.set_rng_state(rng)
         self.cache_info = {"cached": hit, "seconds": time.perf_counter() - started, **describe(self.cache)}
@@ -230,19 +204,27 @@ class Distiller:
             layers = [represent(out.hidden_states[n], mask, self.cfg.representation) for n in self.layer_map]
         return TeacherOutputs(out.logits.detach(), [x.detach() for x in layers])
 
-    def _rep_loss(self, projected: list[torch.Tensor], inputs, teacher: TeacherOutputs, ids: torch.Tensor
-                  ) -> torch.Tensor:
+    def _draw_negatives(self, mask: torch.Tensor, ids: torch.Tensor):
+        """This step's bank negatives (per layer, and their mask), or None for in-batch negatives. Drawn once per
+        step, before the clean pass, so the clean and the perturbed pass contrast against the same K vectors."""
+        cfg = self.cfg
+        if self.bank is None or not self.uses_reps or cfg.distance != "angular":
+            return None
+        if self.cache is not None and self._rows is not None:
+            return self.cache.negatives(self._rows, cfg.num_negatives, mask.shape[1], mask.device,
+                                        self.bank.generator)
+        if len(self.bank) >= cfg.num_negatives:
+            return self.bank.sample(ids, cfg.num_negatives, length=mask.shape[1])
+        return None
+
+    def _rep_loss(self, projected: list[torch.Tensor], inputs, teacher: TeacherOutputs, negatives) -> torch.Tensor:
         cfg, mask = self.cfg, inputs["attention_mask"]
         students = [represent(h, mask, cfg.representation) for h in projected]
         token_mask = mask if cfg.representation == "tokens" else None
         if cfg.distance == "mse":
             return sum(mse_representation_loss(s, t, token_mask) for s, t in zip(students, teacher.layers))
-        if self.bank is not None and self.cache is not None and self._rows is not None:
-            negs, neg_mask = self.cache.negatives(self._rows, cfg.num_negatives, mask.shape[1], mask.device,
-                                                  self.bank.generator)
-            return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
-        if self.bank is not None and len(self.bank) >= cfg.num_negatives:
-            negs, neg_mask = self.bank.sample(ids, cfg.num_negatives, length=mask.shape[1])
+        if negatives is not None:
+            negs, neg_mask = negatives
             return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
         if self.accelerator.num_processes > 1:
             return self._gathered_in_batch(students, teacher.layers, mask, token_mask)
@@ -277,12 +259,13 @@ class Distiller:
         n = len(self.layer_map) if self.uses_reps else 0
         return self.model(n_projected=n, with_logits=stage == 2 or self.teacher is None, **inputs)
 
-    def _losses(self, stage: int, out, inputs, labels, teacher: TeacherOutputs | None, ids) -> dict[str, torch.Tensor]:
+    def _losses(self, stage: int, out, inputs, labels, teacher: TeacherOutputs | None, negatives
+                ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         logits, projected = out
         terms: dict[str, torch.Tensor] = {}
         if self.uses_reps:
-            terms["cos_nce"] = self._rep_loss(projected, inputs, teacher, ids)
+            terms["cos_nce"] = self._rep_loss(projected, inputs, teacher, negatives)
         if stage == 2:
             if teacher is not None and cfg.beta > 0:
                 terms["soft"] = soft_label_loss(logits, teacher.logits, cfg.temperature)
@@ -305,6 +288,7 @@ class Distiller:
         labels, ids = batch["labels"], batch["idx"]
         self._rows = batch.get("row")
         teacher = self._teacher_forward(inputs, batch.get("row")) if self.teacher is not None else None
+        negatives = self._draw_negatives(inputs["attention_mask"], ids) if teacher is not None else None
         emb = embeddings_module(acc.unwrap_model(self.model).student)
         self.model.train()
         if cfg.perturb and cfg.epsilon > 0:
@@ -317,21 +301,22 @@ class Distiller:
 
             # clean pass: only d loss / d e is needed, so no parameter gradients (and no DDP sync) are made
             with acc.no_sync(self.model), embedding_output(emb, as_leaf), acc.autocast():
-                clean = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
+                clean = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, negatives)
             # under fp16 the loss is scaled first (as backward() does) so small gradients do not underflow to zero;
             # only the direction is used, so the scale needs no undoing
             scaler = getattr(acc, "scaler", None)
             scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
             (grad,) = torch.autograd.grad(clean["loss"] * scale, captured["leaf"], allow_unused=True)
             if grad is not None:
-                perturbed = perturb_embeddings(captured["e"], grad, cfg.epsilon)
+                perturbed = perturb_embeddings(captured["e"], grad, cfg.epsilon, cfg.perturb_norm,
+                                               inputs["attention_mask"])
                 with embedding_output(emb, lambda _e: perturbed), acc.autocast():
-                    terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
+                    terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, negatives)
             else:
                 terms = clean
         else:
             with acc.autocast():
-                terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, ids)
+                terms = self._losses(stage, self._forward(inputs, stage), inputs, labels, teacher, negatives)
         acc.backward(terms["loss"])
         if cfg.max_grad_norm > 0 and acc.sync_gradients:
             acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -391,7 +376,7 @@ class Distiller:
         target = self.checkpoint_dir
         tmp = target.with_name(f".{target.name}.tmp")
         if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+            temp_dir_for(target)
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp))
@@ -412,12 +397,7 @@ class Distiller:
             raise disk_error(exc, target) from exc
         acc.wait_for_everyone()
         if acc.is_main_process:
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            swap_in(target, tmp)
         acc.wait_for_everyone()
 
     def _restore(self) -> dict[str, Any]:
@@ -622,4 +602,4 @@ def predict_dataset(model: PreTrainedModel, ds, tokenizer, batch_size: int, acce
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
-__all__ = ["Distiller", "predict_dataset", "represent", "make_accelerator", "resolve_precision", "read_trainer_state"]
+__all__ = ["Distiller", "predict_dataset", "read_trainer_state", "is_disk_full"]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 # no network in tests: the hub must never be contacted (set before transformers/datasets are imported)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# caches (teacher outputs, transfer sets) go to a folder of this test session, never the user's ~/.cache
+os.environ["LRC_CACHE_DIR"] = tempfile.mkdtemp(prefix="lrc-test-cache-")
 
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402

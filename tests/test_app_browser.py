@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.testing import AppProcess, make_tiny_teacher, write_preset, write_tiny_glue
+from tools.apptest import AppProcess, make_tiny_teacher, write_preset, write_tiny_glue
 
 pytestmark = pytest.mark.browser
 

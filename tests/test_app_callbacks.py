@@ -17,11 +17,12 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app import figures, predicting
-from app.jobs import JobManager
-from app.state import AppContext, AppSettings
-from app.testing import make_tiny_teacher, write_preset, write_tiny_glue
-from app.ui import FORM_FIELDS, PRESET_FIELDS, Studio, build_app, form_values
+from studio import figures, predicting
+from studio.jobs import JobManager
+from studio.state import AppContext, AppSettings
+from tools.apptest import make_tiny_teacher, write_preset, write_tiny_glue
+from studio.form import FORM_FIELDS, PRESET_FIELDS, form_values
+from studio.ui import Studio, build_app
 from lrc.config import list_presets
 from lrc.runs import RunStore
 from lrc.tasks import TASKS
@@ -58,12 +59,12 @@ def form(env, **changes):
     values = {"task": "sst2", "teacher": env["teacher"], "preset": env["preset"], "run_name": ""}
     values.update({k: v for k, v in form_values(env["preset"]).items() if k in PRESET_FIELDS})
     values.update(changes)
-    return [values[name] for name in FORM_FIELDS]
+    return {name: values[name] for name in FORM_FIELDS}
 
 
 def run_to_end(env, **changes):
     progress = Recorder()
-    outputs = list(env["studio"].distill_form(*form(env, **changes), request=None, progress=progress))
+    outputs = list(env["studio"].distill_form(form(env, **changes), request=None, progress=progress))
     return outputs, progress
 
 
@@ -97,26 +98,26 @@ def test_presets_fill_every_knob(env):
     with pytest.raises(gr.Error):
         studio.apply_preset("no-such-preset")
     with pytest.raises(gr.Error, match="unknown preset"):  # a request cannot make the server read a file
-        next(studio.distill_form(*form(env, preset="/etc/hostname"), request=None, progress=Recorder()))
+        next(studio.distill_form(form(env, preset="/etc/hostname"), request=None, progress=Recorder()))
 
 
 def test_form_to_config(env):
     studio = env["studio"]
-    values = dict(zip(FORM_FIELDS, form(env, stage1_steps=6, stage2_steps=2, use_cos_nce=False, teacher="bundled")))
+    values = form(env, stage1_steps=6, stage2_steps=2, use_cos_nce=False, teacher="bundled")
     cfg, run_id = studio.config_from_form(values)
     assert cfg.max_steps == 8 and cfg.stage1_fraction == pytest.approx(0.75) and cfg.two_stage
     assert cfg.alpha == 0.0 and not cfg.use_cos_nce and cfg.teacher is None and run_id is None
     assert cfg.data_dir == env["ctx"].settings.data_dir
-    values = dict(zip(FORM_FIELDS, form(env, stage1_steps=0, stage2_steps=5)))
+    values = form(env, stage1_steps=0, stage2_steps=5)
     cfg, _ = studio.config_from_form(values)
     assert cfg.max_steps == 5 and not cfg.two_stage
-    values = dict(zip(FORM_FIELDS, form(env, student_heads=5)))  # 64 is not divisible by 5
+    values = form(env, student_heads=5)  # 64 is not divisible by 5
     with pytest.raises(gr.Error, match="divisible"):
-        next(studio.distill_form(*values.values(), request=None, progress=Recorder()))
+        next(studio.distill_form(values, request=None, progress=Recorder()))
     with pytest.raises(gr.Error, match="whole number"):
-        next(studio.distill_form(*form(env, batch_size=2.5), request=None, progress=Recorder()))
+        next(studio.distill_form(form(env, batch_size=2.5), request=None, progress=Recorder()))
     with pytest.raises(gr.Error, match="invalid run id"):
-        next(studio.distill_form(*form(env, run_name="../escape"), request=None, progress=Recorder()))
+        next(studio.distill_form(form(env, run_name="../escape"), request=None, progress=Recorder()))
 
 
 def test_teacher_choices_list_finished_teacher_runs(env, lrc_run):
@@ -152,7 +153,7 @@ def test_distill_streams_curves_to_the_end(env, lrc_run):
     steps = [p for p, _d in lrc_run["progress"].calls if isinstance(p, tuple)]
     assert steps and steps[-1] == (6, 6)
     run = env["ctx"].store.get(run_id)
-    assert run.status == "completed" and run.config["source"] == "app" and "owner" in run.config
+    assert run.status == "completed" and run.meta["source"] == "app" and "owner" in run.meta
 
 
 def test_watch_replays_a_finished_run_and_handles_unknown_ids(env, lrc_run):
@@ -380,7 +381,7 @@ def test_resume_continues_a_stopped_run_from_its_checkpoint(env):
     from lrc.pipeline import run_distill
 
     studio, store = env["studio"], env["ctx"].store
-    cfg, _ = studio.config_from_form(dict(zip(FORM_FIELDS, form(env, stage1_steps=4, stage2_steps=4))))
+    cfg, _ = studio.config_from_form(form(env, stage1_steps=4, stage2_steps=4))
     run = store.create(cfg.to_dict(), run_id="to-resume", kind="distill", owner="someone-else")
     stop = {"now": False}
     for ev in run_distill(cfg, run, lambda: stop["now"], store=store):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.testing import AppProcess, write_preset, write_tiny_glue
+from tools.apptest import AppProcess, write_preset, write_tiny_glue
 
 ROOT = Path(__file__).resolve().parent.parent
 

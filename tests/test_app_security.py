@@ -1,7 +1,7 @@
 """The app under bad input and hostile users: every case gets a clear message, changes nothing, and the app goes on.
 
 Callbacks are called directly (fake requests carry a Gradio session hash) on tiny random BERTs saved as run
-folders; runs are queued on `app.testing.paced_runner`, which writes step events without using the CPU. The last
+folders; runs are queued on `tools.apptest.paced_runner`, which writes step events without using the CPU. The last
 test launches the real server once (loopback) for what only HTTP shows: the upload limit and two real
 `gradio_client` sessions.
 """
@@ -18,12 +18,13 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app import guard, runs_view
-from app.jobs import JobManager
-from app.layers import compute_views
-from app.state import AppContext, AppSettings
-from app.testing import make_tiny_teacher, paced_runner, write_preset, write_tiny_glue
-from app.ui import FORM_FIELDS, PRESET_FIELDS, Studio, build_app, form_values, launch_kwargs
+from studio import guard, runs_view
+from studio.jobs import JobManager
+from studio.tabs.layers import compute_views
+from studio.state import AppContext, AppSettings
+from tools.apptest import make_tiny_teacher, paced_runner, write_preset, write_tiny_glue
+from studio.form import FORM_FIELDS, PRESET_FIELDS, form_values
+from studio.ui import Studio, build_app, launch_kwargs
 from lrc.errors import LRCError, ModelLoadError
 from lrc.models import validate_hub_id
 from lrc.predict import MAX_CHARS, predict
@@ -97,7 +98,7 @@ def form(world, **changes) -> list:
     values = {"task": "sst2", "teacher": "bundled", "preset": world["preset"], "run_name": ""}
     values.update({k: v for k, v in form_values(world["preset"]).items() if k in PRESET_FIELDS})
     values.update(changes)
-    return [values[name] for name in FORM_FIELDS]
+    return {name: values[name] for name in FORM_FIELDS}
 
 
 def run_ids(store: RunStore) -> set[str]:
@@ -172,7 +173,7 @@ def test_pair_task_with_one_side_missing(studio, a, b):
 
 BAD_KNOBS = [
     ("batch_size", 0, "batch_size must be an integer from 1"),
-    ("batch_size", float("nan"), "batch size must be a whole number"),
+    ("batch_size", float("nan"), "batch_size must be a whole number"),
     ("lr", -1, "lr must be > 0"),
     ("lr", 0, "lr must be > 0"),
     ("lr", float("nan"), "lr must be a finite number"),
@@ -196,7 +197,7 @@ def test_bad_knobs_are_refused_before_a_run_exists(studio, world, route, field, 
     before = run_ids(world["store"])
     with pytest.raises(gr.Error, match=re.escape(message)):
         if route == "form":
-            next(studio.distill_form(*form(world, **{field: value}), request=ALICE))
+            next(studio.distill_form(form(world, **{field: value}), request=ALICE))
         else:
             next(studio.distill(task="sst2", settings={field: value}, request=ALICE))
     assert run_ids(world["store"]) == before and studio.ctx.jobs.active() == []
@@ -235,7 +236,7 @@ def test_more_student_layers_than_the_teacher(studio, world):
     with pytest.raises(gr.Error, match="the student has 3 layers but teacher .*teacher-tiny has only 2; use at most 2"):
         next(studio.distill(task="sst2", teacher=world["teacher"], settings={"student_layers": 3}, request=ALICE))
     with pytest.raises(gr.Error, match="the bundled teacher has only 6; use at most 6 student layers"):
-        next(studio.distill_form(*form(world, student_layers=7, student_hidden=64, student_heads=2), request=ALICE))
+        next(studio.distill_form(form(world, student_layers=7, student_hidden=64, student_heads=2), request=ALICE))
     with pytest.raises(gr.Error, match=r"layer_map entries \[9\] are outside the teacher's layers 1..2"):
         next(studio.distill(task="sst2", teacher=world["teacher"],
                             settings={"student_layers": 2, "layer_map": [1, 9]}, request=ALICE))
@@ -409,7 +410,7 @@ def test_trust_remote_code_is_never_true(tiny_teacher_dir, monkeypatch):
     from lrc.models import load_for_inference
 
     offenders = []
-    for path in [ROOT / "app.py", *sorted((ROOT / "lrc").rglob("*.py")), *sorted((ROOT / "app").rglob("*.py")),
+    for path in [ROOT / "app.py", *sorted((ROOT / "lrc").rglob("*.py")), *sorted((ROOT / "studio").rglob("*.py")),
                  *sorted((ROOT / "bench").rglob("*.py"))]:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if re.search(r"trust_remote_code\s*[=:]\s*(?!False\b)", line) or "trust_remote_code\":" in line:
@@ -514,7 +515,7 @@ def test_only_the_owner_can_stop_or_delete_a_run(make_studio, world, monkeypatch
     store = world["store"]
     studio = make_studio()
     run_id = submit(studio, ALICE, settings={"stage1_steps": 2000})
-    assert store.get(run_id).config["owner"] == ALICE.session_hash
+    assert store.get(run_id).meta["owner"] == ALICE.session_hash
     wait_status(store, run_id, {"running"})
     for action in (lambda: studio.stop(run_id, request=BOB), lambda: studio.delete(run_id, request=BOB)):
         with pytest.raises(gr.Error, match="started by another user; only the session that started it.*"
@@ -553,7 +554,7 @@ def test_the_operator_can_allow_foreign_stops(make_studio, world, monkeypatch):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from app.testing import AppProcess
+    from tools.apptest import AppProcess
 
     tmp = tmp_path_factory.mktemp("security-http")
     store = RunStore(tmp / "runs")
@@ -613,14 +614,14 @@ def test_http_upload_limit_owners_and_hostile_ids(server):
 
 def test_a_reload_keeps_the_right_to_stop_through_the_browser_key(make_studio, world):
     """The page keeps a random owner key in localStorage; a reload is a new Gradio session but the same key."""
-    from app import guard
+    from studio import guard
 
     studio, store = make_studio(), world["store"]
     key = guard.new_owner_key("")
     assert guard.new_owner_key(key) == key and len(key) == 32 and guard.new_owner_key("forged") != "forged"
     before_reload, after_reload = FakeRequest("tab-session-1"), FakeRequest("tab-session-2")
-    run_id = next(studio.distill_form(*form(world, stage1_steps=2000), key, request=before_reload))[0]
-    assert store.get(run_id).config["owner"] == "browser-" + key
+    run_id = next(studio.distill_form(form(world, stage1_steps=2000), key, request=before_reload))[0]
+    assert store.get(run_id).meta["owner"] == "browser-" + key
     wait_status(store, run_id, {"running"})
     with pytest.raises(gr.Error, match="another user"):
         studio.stop(run_id, "", request=after_reload)  # the new session alone is not the owner

@@ -139,7 +139,7 @@ def test_student_deeper_than_teacher(capsys, shared_glue_dir, tiny_teacher_dir, 
             "--out", str(out), *TINY, "--student-layers", "6"]
     assert main(args) == 2
     line = _one_error_line(capsys)
-    assert "6 layers but the teacher only 4" in line
+    assert "6 layers but the teacher has only 4" in line
     assert _run_status(out) == "failed"
 
 

@@ -78,9 +78,9 @@ def test_variant_registry_covers_the_paper_ablations():
 
 
 def test_the_runs_tab_shows_an_experiment_as_one_table_and_one_plot(tmp_path, shared_glue_dir, tiny_teacher_dir):
-    from app.jobs import JobManager
-    from app.state import AppContext, AppSettings
-    from app.ui import Studio
+    from studio.jobs import JobManager
+    from studio.state import AppContext, AppSettings
+    from studio.ui import Studio
     from lrc.experiment import experiment_rows, list_experiments, load_experiment
 
     cfg = tiny_config(data_dir=str(shared_glue_dir), teacher=str(tiny_teacher_dir), max_steps=2)

@@ -1,6 +1,7 @@
 """End to end on real GLUE data with the real bundled MiniLM teacher (fine-tuned by the pipeline itself).
 
-Each test: fine-tune the bundled backbone briefly on ~200-256 examples (the default-teacher path), distil a small
+Each test: fine-tune the bundled backbone briefly on ~200-256 examples (the default-teacher path, capped with
+teacher_max_train_examples: by default a teacher takes every row of the task), distil a small
 random student from it, and check the run folder and that stage 1's loss went down. Sized for ~30-60 s each on 2
 shared CPU cores.
 """
@@ -38,7 +39,8 @@ def glue():
 def _distill(glue, tmp_path, task: str, n_train: int, steps: int):
     cfg = DistillConfig(
         task=task, data_dir=str(glue), max_train_examples=n_train, max_eval_examples=64, max_seq_length=64,
-        batch_size=16, teacher_epochs=1.0, teacher_lr=1e-4, max_steps=steps, lr=5e-4, warmup_ratio=0.0,
+        batch_size=16, teacher_epochs=1.0, teacher_lr=1e-4, teacher_max_train_examples=n_train,
+        teacher_batch_size=16, max_steps=steps, lr=5e-4, warmup_ratio=0.0,
         student=StudentConfig(layers=2, hidden=128, heads=2, ffn=256, init="random"),
         log_every=1, device="cpu", mixed_precision="no", seed=0,
     ).validate()
@@ -55,7 +57,7 @@ def _check_run(run, task: str, events, steps: int, n_train: int) -> None:
     teacher_events = [e for e in events if e.get("phase") == "teacher"]
     assert teacher_events and teacher_events[-1]["type"] == "end" and teacher_events[-1]["status"] == "completed"
     ready = [e for e in events if e["type"] == "teacher_ready"]
-    assert len(ready) == 1 and (json.loads((run.path.parent / ready[0]["path"].rsplit("/", 1)[-1] / "config.json")
+    assert len(ready) == 1 and (json.loads((run.path.parent / ready[0]["path"].rsplit("/", 1)[-1] / "run.json")
                                            .read_text())["kind"] == "teacher")
 
     # the run folder is complete

@@ -14,7 +14,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 
-from app import layers as tab
+from studio.tabs import layers as tab
 from lrc.analysis import clear_run_analyses
 
 from test_analysis import make_tiny_run
@@ -165,7 +165,7 @@ def layers_app(store_with_run):
     store, run_id = store_with_run
     with gr.Blocks() as demo:
         with gr.Tab("Layers"):
-            tab.build_layers_tab(store)
+            tab.build(store)
     port = _free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                         show_error=True)

@@ -1,6 +1,6 @@
 """Load: 16 concurrent `gradio_client` users calling `predict` on the real server while one run trains and two wait.
 
-Loopback only and bounded in time. The server is `python -m app.testing` (the real app, with the paced stand-in
+Loopback only and bounded in time. The server is `python -m tools.apptest` (the real app, with the paced stand-in
 runner so the training run holds the worker without taking the CPU the predictions need); the predicted run is
 a tiny random BERT pair saved in the store. Checked: zero errors; every answer equals what `lrc.predict` gives
 for the same models and text; the two waiting runs start in the order they were submitted; the server's memory
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from app.testing import AppProcess, make_tiny_teacher, write_preset
+from tools.apptest import AppProcess, make_tiny_teacher, write_preset
 from lrc.runs import RunStore
 
 USERS, CALLS = 16, 5
@@ -198,7 +198,7 @@ def test_sixteen_users_predict_while_one_run_trains_and_two_wait(server):
 def test_model_cache_is_bounded(tmp_path):
     """Least recently used out: however many models are asked for, at most `capacity` stay loaded, and the app's
     own cache is such a bounded cache."""
-    from app.state import AppContext, AppSettings
+    from studio.state import AppContext, AppSettings
     from lrc.predict import ModelCache
 
     folders = [make_tiny_teacher(tmp_path / f"m{i}", layers=1, hidden=32, seed=i) for i in range(4)]

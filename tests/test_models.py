@@ -37,7 +37,7 @@ def test_uniform_layer_map(m, n, expected):
 
 
 def test_more_student_layers_than_teacher_is_a_config_error():
-    with pytest.raises(ConfigError, match="student has 5 layers but the teacher only 4"):
+    with pytest.raises(ConfigError, match="student has 5 layers but the teacher has only 4"):
         uniform_layer_map(5, 4)
 
 
@@ -51,10 +51,10 @@ def test_check_layer_map():
 
 def test_student_from_teacher_layers_copies_weights(tokenizer):
     teacher = make_tiny_teacher(tokenizer.vocab_size)
-    shape = StudentConfig(layers=2, hidden=32, heads=2, ffn=64, init="auto")
+    shape = StudentConfig(layers=2, hidden=32, heads=2, ffn=64, init="finetuned_teacher")
     layer_map = uniform_layer_map(2, 4)
     student, how = build_student(shape, teacher, get_task("sst2"), layer_map)
-    assert how == "teacher layers 2,4"
+    assert how == "the fine-tuned teacher's layers 2,4"
     s_sd, t_emb = student.bert.embeddings.state_dict(), teacher.bert.embeddings.state_dict()
     assert all(torch.equal(s_sd[k], t_emb[k]) for k in t_emb)
     for m, n in enumerate(layer_map):
@@ -79,9 +79,9 @@ def test_student_random_when_widths_differ(tokenizer):
 def test_student_init_teacher_needs_same_shape(tokenizer):
     teacher = make_tiny_teacher(tokenizer.vocab_size)
     with pytest.raises(ConfigError, match="same hidden size"):
-        build_student(StudentConfig(layers=2, hidden=16, heads=2, ffn=32, init="teacher"), teacher,
+        build_student(StudentConfig(layers=2, hidden=16, heads=2, ffn=32, init="finetuned_teacher"), teacher,
                       get_task("sst2"), [2, 4])
-    with pytest.raises(ConfigError, match="student has 6 layers but the teacher only 4"):
+    with pytest.raises(ConfigError, match="student has 6 layers but the teacher has only 4"):
         build_student(StudentConfig(layers=6, hidden=32, heads=2, ffn=64), teacher, get_task("sst2"),
                       [1, 1, 2, 2, 3, 4])
 

@@ -85,9 +85,9 @@ def test_distiller_calls_perturbation_once_per_step(shared_glue_dir, tokenizer, 
     calls = []
     real = lrc.train.perturb_embeddings
 
-    def spy(e, grad, eps):
+    def spy(e, grad, eps, *rest):
         calls.append((tuple(e.shape), eps, float(grad.abs().sum())))
-        return real(e, grad, eps)
+        return real(e, grad, eps, *rest)
 
     monkeypatch.setattr(lrc.train, "perturb_embeddings", spy)
     _train_student(shared_glue_dir, tokenizer, 3, epsilon=0.5)

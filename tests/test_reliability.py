@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
-import lrc.pipeline
+import lrc.execute
 from lrc.errors import LRCError
 from lrc.pipeline import resumable, resume_run, run_distill
 from lrc.runs import RunStore
@@ -111,13 +111,13 @@ def test_stop_during_the_final_evaluation_ends_stopped_with_a_student(shared_glu
 
 def test_stop_during_a_save_finishes_the_save_then_stops(shared_glue_dir, tiny_teacher_dir, tmp_path, monkeypatch):
     flag = {"now": False}
-    real_save = lrc.pipeline.save_model_atomic
+    real_save = lrc.execute.save_model_atomic
 
     def save_and_press_stop(*args, **kwargs):
         flag["now"] = True  # Stop pressed while the checkpoint is being written
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(lrc.pipeline, "save_model_atomic", save_and_press_stop)
+    monkeypatch.setattr(lrc.execute, "save_model_atomic", save_and_press_stop)
     cfg = _cfg(shared_glue_dir, tiny_teacher_dir, save_every=3, eval_every=0)
     store = RunStore(tmp_path / "runs")
     run = store.create(cfg.to_dict(), run_id="save-stop")

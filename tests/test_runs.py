@@ -22,7 +22,7 @@ def store(tmp_path) -> RunStore:
 
 def test_create_writes_config_and_queued_status(store):
     run = store.create({"task": "sst2", "lr": 1e-4}, run_id="r1")
-    assert run.config["task"] == "sst2" and run.config["kind"] == "distill" and "created" in run.config
+    assert run.config["task"] == "sst2" and run.kind == "distill" and "created" in run.meta
     assert run.status == "queued"
     assert run.model_dir == run.path / "student"
     assert store.get("r1").path == run.path

@@ -6,11 +6,10 @@ import torch
 
 from conftest import tiny_config
 from lrc.models import load_classifier, load_tokenizer
-from lrc.pipeline import _execute, load_data
+from lrc.execute import execute as _execute, load_data
 from lrc.runs import RunStore
 from lrc.teacher_cache import build_or_load
 from lrc.data import tokenize
-from lrc.train import represent
 
 
 def _losses(tmp_path, name, cfg, teacher_dir):
@@ -51,7 +50,7 @@ def test_cache_key_invalidation_and_damage(tmp_path, shared_glue_dir, tiny_teach
 
     def build(ds=train, layers=(2, 4), rep="tokens"):
         return build_or_load(teacher, str(tiny_teacher_dir), ds, tok, list(layers), rep, 16, torch.device("cpu"),
-                             cache_dir=tmp_path, represent=represent)
+                             cache_dir=tmp_path)
 
     cache, hit = build()
     assert not hit and cache.offsets[-1] == sum(len(x) for x in train["input_ids"])
@@ -70,7 +69,7 @@ def test_cache_negatives_never_pick_the_sample_itself(tmp_path, shared_glue_dir,
     cfg, data, tok, teacher = _inputs(shared_glue_dir, tiny_teacher_dir)
     train = tokenize(data.train, tok, 16)
     cache, _ = build_or_load(teacher, str(tiny_teacher_dir), train, tok, [4], "cls", 16, torch.device("cpu"),
-                             cache_dir=tmp_path, represent=represent)
+                             cache_dir=tmp_path)
     rows = torch.arange(len(train))
     gen = torch.Generator().manual_seed(0)
     negs, mask = cache.negatives(rows, 7, 16, torch.device("cpu"), gen)
@@ -95,8 +94,6 @@ def test_two_in_memory_teachers_never_share_a_key(tmp_path, shared_glue_dir, tin
     train = tokenize(data.train, tok, 16)
     a = make_tiny_teacher(tok.vocab_size, seed=0).eval()
     b = make_tiny_teacher(tok.vocab_size, seed=1).eval()
-    ca, _ = build_or_load(a, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path,
-                          represent=represent)
-    cb, hit = build_or_load(b, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path,
-                            represent=represent)
+    ca, _ = build_or_load(a, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path)
+    cb, hit = build_or_load(b, None, train, tok, [2], "cls", 16, torch.device("cpu"), cache_dir=tmp_path)
     assert not hit and not torch.equal(ca.logits, cb.logits)

@@ -339,13 +339,15 @@ def raw_encoder_dir(tmp_path, tokenizer):
 
 def test_raw_teacher_is_fine_tuned_cached_and_reused(shared_glue_dir, raw_encoder_dir, tmp_path):
     cfg = tiny_config(data_dir=str(shared_glue_dir), teacher=str(raw_encoder_dir), max_steps=2, teacher_epochs=1.0,
-                      teacher_lr=1e-3, max_train_examples=8, max_eval_examples=4)
+                      teacher_lr=1e-3, teacher_batch_size=4, max_train_examples=8, max_eval_examples=4)
     store = RunStore(tmp_path / "runs")
     first = store.create(cfg.to_dict(), run_id="first")
     events = list(run_distill(cfg, first, store=store))
     teacher_events = [e for e in events if e.get("phase") == "teacher"]
     assert [e["type"] for e in teacher_events][0] == "start" and teacher_events[-1]["status"] == "completed"
-    assert len(of_type(teacher_events, "step")) == 2  # 8 examples, batch 4, one epoch
+    # the student is capped at 8 rows; the default teacher takes all 32 of the task's rows (batch 4, one epoch)
+    assert teacher_events[0]["train_examples"] == 32 and of_type(events, "start")[-1]["train_examples"] == 8
+    assert len(of_type(teacher_events, "step")) == 8
     (ready,) = of_type(events, "teacher_ready")
     assert ready["cached"] is False
     assert events[-1]["type"] == "end" and events[-1]["status"] == "completed" and "phase" not in events[-1]

@@ -1,7 +1,7 @@
 """Small fixtures for the app's tests, demos and screenshots: a tiny teacher, a tiny-run preset, a paced stand-in
 runner, and `AppProcess` (the real server in a subprocess on a free local port).
 
-    python -m app.testing --paced-step-s 0.05 --runs-dir ... --port ...    # the app with the paced runner
+    python -m tools.apptest --paced-step-s 0.05 --runs-dir ... --port ...    # the app with the paced runner
 
 Not used by the app itself. A tiny teacher is a 2-layer, 64-wide BERT classifier with a fresh head and the
 bundled MiniLM's tokenizer, saved like any fine-tuned model: distilling from it takes seconds on a CPU, which
@@ -23,6 +23,8 @@ TINY_PRESET = {
     "epochs": 2,
     "lr": 1.0e-4,
     "teacher_epochs": 1,
+    "teacher_max_train_examples": 64,  # a default teacher takes every row unless capped: a test's must be small
+    "teacher_batch_size": 16,
     "log_every": 1,
     "student": {"layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "init": "auto"},
 }
@@ -156,7 +158,7 @@ class AppProcess:
                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **self.extra_env}
         entry = [str(root / "app.py")]
         if self.paced_step_s is not None:
-            entry = ["-m", "app.testing"]
+            entry = ["-m", "tools.apptest"]
             env["LRC_PACED_STEP_S"] = str(self.paced_step_s)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
@@ -196,6 +198,6 @@ class AppProcess:
 if __name__ == "__main__":  # the real server with the paced runner (AppProcess(paced_step_s=...))
     import sys
 
-    from app.server import main
+    from studio.server import main
 
     main(sys.argv[1:], runner=paced_runner)

@@ -144,7 +144,7 @@ def check_owner(run: Run, request: Any, allow_foreign: bool, action: str = "stop
     """Refuse to let one user stop or delete a run another user (or the operator) started."""
     if request is None or allow_foreign:
         return
-    owner, session = run.config.get("owner"), session_of(request, owner_key)
+    owner, session = run.meta.get("owner"), session_of(request, owner_key)
     if owner and session and owner == session:
         return
     who = "another user" if owner else "the operator (outside the app)"

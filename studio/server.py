@@ -1,6 +1,6 @@
 """Start the app: command line and environment -> settings -> Blocks -> a queued, launched server.
 
-`app.py` (the Spaces entry point) calls `main`; `app.testing` calls it with a stand-in runner, so the tests
+`app.py` (the Spaces entry point) calls `main`; `tools.apptest` calls it with a stand-in runner, so the tests
 launch the very server users get, queue settings and upload limit included.
 """
 
@@ -9,6 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+import gradio as gr
+
+from lrc.errors import LRCError
+
+from .jobs import JobManager
+from .state import AppContext, AppSettings
+from .ui import build_app, launch_kwargs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,27 +37,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None, runner: Any = None) -> None:
-    """Serve until interrupted. `runner` replaces lrc's pipeline in the job queue (tests only)."""
-    from lrc.errors import LRCError
-
-    from .jobs import JobManager
-    from .state import AppContext, AppSettings
-    from .ui import build_app, launch_kwargs
-
+def build_demo(argv: list[str] | None = None, runner: Any = None) -> gr.Blocks:
+    """Settings from the command line and the environment, then the queued Blocks (not launched yet).
+    `runner` replaces lrc's pipeline in the job queue (tests only). A bad operator setting ends the process
+    with one `error:` line before anything starts."""
     args = parse_args(argv)
     try:
         settings = AppSettings.from_env(runs_dir=args.runs_dir, data_dir=args.data_dir, preset=args.preset,
                                         teacher=args.teacher, max_queue=args.max_queue)
-    except LRCError as exc:  # a bad operator setting: one line and a non-zero exit, before anything starts
+    except LRCError as exc:
         sys.exit(f"error: {exc}")
     ctx = AppContext.create(settings)
     if runner is not None:
         ctx.jobs = JobManager(ctx.store, devices=["cpu"], runner=runner, max_queue=settings.max_queue)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.lrc_args = args
+    return demo
+
+
+def launch(demo: gr.Blocks) -> None:
+    """Serve until interrupted (in gradio's reload mode, `launch` returns at once on a reload)."""
+    args = demo.lrc_args
+    ctx = demo.studio.ctx
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share or None,
-                    allowed_paths=[], **launch_kwargs(settings))
+                    allowed_paths=[], **launch_kwargs(ctx.settings))
     finally:
-        ctx.jobs.close()
+        if not demo.dev_mode:  # a reload keeps the running server; only the real end closes the queue
+            ctx.jobs.close()
+
+
+def main(argv: list[str] | None = None, runner: Any = None) -> None:
+    launch(build_demo(argv, runner))

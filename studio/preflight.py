@@ -10,8 +10,9 @@ folder and one small download for a hub id.
 from __future__ import annotations
 
 from lrc.config import DistillConfig
-from lrc.errors import ConfigError
 
+
+# lrc.models imports torch and transformers, which cost seconds: imported when a run is checked, not at app start
 
 def teacher_layers(teacher: str | None) -> int:
     """The teacher's layer count, after refusing a model that is not a BERT-like encoder (None = bundled)."""
@@ -23,12 +24,10 @@ def teacher_layers(teacher: str | None) -> int:
 
 def check_against_teacher(cfg: DistillConfig) -> None:
     """The student fits the teacher: no more layers than it has, and a layer map inside its layers."""
-    from lrc.models import check_layer_map
+    from lrc.models import check_layer_map, check_student_fits
 
     layers = teacher_layers(cfg.teacher)
     who = f"teacher {cfg.teacher}" if cfg.teacher else "the bundled teacher"
-    if cfg.student.layers > layers:
-        raise ConfigError(f"the student has {cfg.student.layers} layers but {who} has only {layers}; "
-                          f"use at most {layers} student layers")
+    check_student_fits(cfg.student.layers, layers, who)
     if cfg.layer_map is not None:
         check_layer_map(list(cfg.layer_map), layers)

@@ -1,4 +1,4 @@
-"""Screenshots of each tab of the real app, for the README: `python -m app.screenshots --data-dir ../shared/glue`.
+"""Screenshots of each tab of the real app, for the README: `python -m tools.screenshots --data-dir ../shared/glue`.
 
 Starts `python app.py` on a free port with a fresh run store, distils an LRC student by clicking Distill (the
 Distill tab is shot while the curve streams), trains a plain-KD baseline through the API for the Runs tab's
@@ -37,7 +37,7 @@ def _points(page) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m app.screenshots", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/img")
     p.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "../shared/glue"))
     p.add_argument("--runs-dir", default=None, help="run store to use (default: a fresh temp folder)")
@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def experiment_shots(argv: list[str] | None = None) -> None:
-    """`python -m app.screenshots --experiment NAME --runs-dir DIR`: the Runs tab showing one experiment (table,
+    """`python -m tools.screenshots --experiment NAME --runs-dir DIR`: the Runs tab showing one experiment (table,
     plot) and its seed-0 runs' curves, for docs/RESULTS.md. Uses an existing run store; trains nothing."""
-    p = argparse.ArgumentParser(prog="python -m app.screenshots --experiment")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots --experiment")
     p.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--out", default="docs/img")

@@ -1,12 +1,13 @@
 """The Layers tab: how the student's layers line up with the teacher's, for one run.
 
 Layout and callbacks only: every number comes from `lrc.analysis.RunAnalysis` (which caches per run, student
-variant, representation, example count and layer), every figure from `app.layer_figures`. The callbacks are
+variant, representation, example count and layer), every figure from `studio.layer_figures`. The callbacks are
 plain functions of plain values, so tests call them without a browser.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gradio as gr
@@ -15,8 +16,8 @@ from lrc.analysis import REPRESENTATIONS, get_run_analysis, set_cache_budget, wa
 from lrc.errors import LRCError
 from lrc.runs import RunStore
 
-from . import layer_figures as lf
-from .guard import open_run
+from .. import layer_figures as lf
+from ..guard import open_run
 
 
 VARIANTS = [("trained student", "trained"), ("initial student (untrained)", "initial")]
@@ -43,7 +44,7 @@ def analysable_runs(store: RunStore) -> list[tuple[str, str]]:
     out = []
     for run in store.list():
         cfg = run.config
-        if cfg.get("kind") == "teacher" or not (run.path / "student" / "config.json").exists():
+        if run.kind == "teacher" or not (run.path / "student" / "config.json").exists():
             continue
         status = run.status
         label = f"{run.id} · {cfg.get('task', '?')} · {status}"
@@ -199,13 +200,18 @@ def examples_slider(store: RunStore, run_id: str | None, n: int | None) -> Any:
 
 # ---- layout ----------------------------------------------------------------------------------------------------
 
-def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
-    """Fill the Layers tab; called inside `with gr.Tab("Layers"):`. cache_mb: the operator's budget for the layer
-    vectors kept per run, all sample sizes together (LRC_LAYERS_CACHE_MB; None: lrc's default)."""
-    from gradio.context import Context
+@dataclass
+class LayersHandles:
+    """Opening the tab should refresh its run list: the app wires `refresh` to the tab's select event."""
 
+    run: gr.Dropdown
+    refresh: Callable[[str | None], Any]
+
+
+def build(store: RunStore, cache_mb: int | None = None) -> LayersHandles:
+    """Fill the Layers tab (inside `with gr.Tab(...)`). cache_mb: the operator's budget for the layer vectors kept
+    per run, all sample sizes together (LRC_LAYERS_CACHE_MB; None: lrc's default)."""
     set_cache_budget(None if cache_mb is None else cache_mb * 2**20)
-    parent = Context.block
     runs = analysable_runs(store)
     gr.Markdown(INTRO)
     with gr.Row():
@@ -274,5 +280,4 @@ def build_layers_tab(store: RunStore, cache_mb: int | None = None) -> None:
     for trigger in (draw.click, pair.input, method.change, lines.change):
         trigger(_scatter, scatter_inputs, scatter_out, **private)
     refresh.click(_refresh, [run], [run], **private)
-    if hasattr(parent, "select"):  # inside a gr.Tab: opening the tab refreshes the run list
-        parent.select(_refresh, [run], [run], **private)
+    return LayersHandles(run=run, refresh=_refresh)

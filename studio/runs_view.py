@@ -27,11 +27,11 @@ def _flat(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def method_of(cfg: dict[str, Any]) -> str:
+def method_of(cfg: dict[str, Any], kind: str = "distill") -> str:
     """A short name for what a run trained: LRC (+ its switches), KD, or a teacher fine-tune."""
-    if cfg.get("kind") == "teacher":
+    if kind == "teacher":
         return "teacher fine-tune"
-    if cfg.get("kind") == "finetune":
+    if kind == "finetune":
         return "fine-tune (labels only)"
     cos = cfg.get("use_cos_nce", True) and cfg.get("alpha", 1.0) > 0
     parts = []
@@ -47,9 +47,9 @@ def method_of(cfg: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def shape_of(cfg: dict[str, Any]) -> str:
+def shape_of(cfg: dict[str, Any], kind: str = "distill") -> str:
     s = cfg.get("student") or {}
-    if cfg.get("kind") == "teacher":
+    if kind == "teacher":
         return "-"
     if s.get("init") == "checkpoint":
         return f"from {s.get('checkpoint')}"
@@ -62,16 +62,17 @@ def _round(x: Any, n: int = 4) -> Any:
 
 def run_record(run: Run) -> dict[str, Any]:
     """Everything the Runs tab and the `runs` API endpoint say about one run."""
-    cfg, summary = run.config, run.summary
+    cfg, summary, meta = run.config, run.summary, run.meta
+    kind = meta.get("kind") or "distill"
     spec = task_spec(cfg.get("task"))
     size = run.size_bytes()
     return {
         "run": run.id,
-        "kind": cfg.get("kind", "distill"),
+        "kind": kind,
         "task": cfg.get("task"),
         "status": run.status,
-        "method": method_of(cfg),
-        "student": shape_of(cfg),
+        "method": method_of(cfg, kind),
+        "student": shape_of(cfg, kind),
         "metric": summary.get("main_metric") or (spec.main_metric if spec else None),
         "score": _round(summary.get("score")),
         "teacher_score": _round(summary.get("teacher_score")),
@@ -84,12 +85,13 @@ def run_record(run: Run) -> dict[str, Any]:
         "steps": summary.get("steps"),
         "total_steps": summary.get("total_steps"),
         "teacher": summary.get("teacher") or cfg.get("teacher"),
-        "created": cfg.get("created"),
-        "source": cfg.get("source", "cli"),
+        "created": meta.get("created"),
+        "source": meta.get("source", "cli"),
         "message": summary.get("message") or run.status_info.get("message") or "",
         "has_model": (run.model_dir / "config.json").exists(),
         # the owner (a session hash) stays private: whoever knows it could pass as that session and stop the run
-        "config": {k: v for k, v in cfg.items() if k not in ("owner",)},
+        "config": cfg,
+        "meta": {k: v for k, v in meta.items() if k != "owner"},
     }
 
 

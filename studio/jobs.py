@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lrc.config import DistillConfig
@@ -30,7 +30,6 @@ from lrc.errors import LRCError
 from lrc.runs import TERMINAL, Run, RunStore
 
 STOP_FILE = "STOP"
-_CONFIG_KEYS = {f.name for f in fields(DistillConfig)}
 Runner = Callable[[DistillConfig, Run, Callable[[], bool], RunStore], None]
 
 
@@ -200,8 +199,7 @@ class JobManager:
                 raise QueueFull(f"the queue is full ({self.max_queue} runs waiting); try again when one has finished")
         prepare_resume(run)  # refuses finished or checkpoint-less runs; trims the events before anyone watches
         (run.path / STOP_FILE).unlink(missing_ok=True)
-        self._enqueue(Job(run.id, DistillConfig.from_dict({k: v for k, v in run.config.items() if k in _CONFIG_KEYS}),
-                          run.config.get("owner"), resume=True))
+        self._enqueue(Job(run.id, DistillConfig.from_dict(run.config), run.meta.get("owner"), resume=True))
         return run
 
     def _enqueue(self, job: Job) -> None:

@@ -63,7 +63,7 @@ def pair_for(store: RunStore, run_id: str) -> Pair:
     if not has_model(run):
         raise LRCError(f"run {run_id} has no saved model yet (status: {run.status})")
     cfg = run.config
-    kind = cfg.get("kind", "distill")
+    kind = run.kind
     spec = task_spec(cfg.get("task"))
     if kind == "teacher":  # a teacher run on its own: compare it with nothing but itself
         teacher = str(run.model_dir)
