@@ -18,9 +18,12 @@ import torch
 from accelerate.utils import set_seed
 from safetensors.torch import save_file
 
+from .checkpoints import CHECKPOINT, is_disk_full
 from .config import DistillConfig
 from .data import TaskData, load_task_data, token_lengths, tokenize
+from .devices import make_accelerator
 from .errors import LRCError
+from .evaluation import predict_dataset
 from .heads import pooling_of
 from .metrics import beats_constant, compute_metrics, constant_score, main_score
 from .models import (
@@ -37,12 +40,10 @@ from .models import (
 from .recipes import CPU_LENGTH_CAP, GPU_LENGTH_CAP, length_from_data
 from .runs import Run, atomic_swap_dir, atomic_write_json
 from .tasks import TaskSpec
-from .devices import make_accelerator
-from .train import Distiller, is_disk_full, predict_dataset
+from .train import Distiller
 from .transfer import add_transfer_set
 
 StopCheck = Callable[[], bool]
-CHECKPOINT = "checkpoint"
 
 
 def load_data(cfg: DistillConfig, max_train_examples: int | None = None) -> TaskData:

@@ -138,7 +138,7 @@ def robustness_table(record: dict[str, Any], store: RunStore, base: DistillConfi
     from .pipeline import load_data
     from .robustness import NOISE_KINDS, corrupt_dataset
     from .devices import make_accelerator
-    from .train import predict_dataset
+    from .evaluation import predict_dataset
 
     data = load_data(base)
     dev = data.main_dev

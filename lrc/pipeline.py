@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterator
 
+from .checkpoints import CHECKPOINT, read_trainer_state
 from .config import DistillConfig
 from .errors import LRCError
-from .execute import CHECKPOINT, evaluate_model, execute, fail, load_data, save_model_atomic
+from .execute import evaluate_model, execute, fail, load_data, save_model_atomic
 from .models import is_finetuned_for
 from .runs import Run, RunStore, atomic_write_text
 from .teacher import ensure_teacher, labels_only, run_teacher, teacher_cache_id, teacher_config
-from .train import read_trainer_state
 
 StopCheck = Callable[[], bool]
 

@@ -18,7 +18,6 @@ ties both to a run folder.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -26,33 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
 from transformers import PreTrainedModel
 
+from .analysis import probe_alignment
 from .bank import NegativeBank
-from .devices import make_accelerator
+from .checkpoints import is_disk_full, load_checkpoint, read_trainer_state, save_checkpoint
 from .config import DistillConfig
 from .data import TaskData, make_loader, tokenize
-from .losses import (
-    cos_nce,
-    cos_nce_with_pool,
-    hard_label_loss,
-    mse_representation_loss,
-    represent,
-    soft_label_loss,
-)
-from .metrics import compute_metrics
+from .devices import make_accelerator
+from .errors import ConfigError, DataError
+from .evaluation import MODEL_INPUTS, evaluate_splits, predict_dataset
+from .losses import cos_nce, hard_label_loss, mse_representation_loss, represent, soft_label_loss
 from .models import Projections, StudentWithProjections, compile_blocks, embeddings_module
+from .negatives import draw_negatives, gathered_in_batch
 from .perturb import embedding_output, perturb_embeddings
-from .runs import swap_in, temp_dir_for
+from .schedule import two_stage_schedule
 from .tasks import TaskSpec
+from .teacher_cache import build_or_load, describe
 
 StopCheck = Callable[[], bool]
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 
@@ -121,12 +115,8 @@ class Distiller:
         set_seed(cfg.seed)
         train = tokenize(self.data.train, self.tokenizer, cfg.max_seq_length)
         if len(train) == 0:
-            from .errors import DataError
-
             raise DataError("the training set is empty")
         if self.uses_reps and cfg.distance == "angular" and len(train) < 2:
-            from .errors import DataError
-
             raise DataError("COS-NCE contrasts each example with others: it needs at least 2 training examples")
         self.dev_sets = {name: tokenize(ds, self.tokenizer, cfg.max_seq_length) for name, ds in self.data.dev.items()}
         self.cache = None
@@ -161,8 +151,8 @@ class Distiller:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr, fused=acc.device.type in ("cpu", "cuda"),
         )
-        scheduler = _two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio,
-                                        ticks_per_step=acc.num_processes)
+        scheduler = two_stage_schedule(optimizer, self.stage1_steps, self.total_steps, cfg.warmup_ratio,
+                                       ticks_per_step=acc.num_processes)
         self.model, self.optimizer, self.loader, self.scheduler = acc.prepare(modules, optimizer, loader, scheduler)
         if cfg.compile:
             # compiled here rather than by Accelerate's dynamo plugin: that plugin lives in Accelerate's process-wide
@@ -175,8 +165,6 @@ class Distiller:
 
     def _attach_cache(self, train):
         """Compute (or load) the teacher's outputs for the training set; rows carry their position to look up."""
-        from .teacher_cache import build_or_load, describe
-
         started = time.perf_counter()
         self.teacher.to(self.accelerator.device)
         rng = torch.get_rng_state()  # building the cache must not shift the random stream: cached == uncached run
@@ -205,17 +193,10 @@ class Distiller:
         return TeacherOutputs(out.logits.detach(), [x.detach() for x in layers])
 
     def _draw_negatives(self, mask: torch.Tensor, ids: torch.Tensor):
-        """This step's bank negatives (per layer, and their mask), or None for in-batch negatives. Drawn once per
-        step, before the clean pass, so the clean and the perturbed pass contrast against the same K vectors."""
-        cfg = self.cfg
-        if self.bank is None or not self.uses_reps or cfg.distance != "angular":
+        """This step's bank negatives, drawn once before the clean pass (lrc.negatives.draw_negatives)."""
+        if not self.uses_reps or self.cfg.distance != "angular":
             return None
-        if self.cache is not None and self._rows is not None:
-            return self.cache.negatives(self._rows, cfg.num_negatives, mask.shape[1], mask.device,
-                                        self.bank.generator)
-        if len(self.bank) >= cfg.num_negatives:
-            return self.bank.sample(ids, cfg.num_negatives, length=mask.shape[1])
-        return None
+        return draw_negatives(self.bank, self.cache, self._rows, ids, self.cfg.num_negatives, mask)
 
     def _rep_loss(self, projected: list[torch.Tensor], inputs, teacher: TeacherOutputs, negatives) -> torch.Tensor:
         cfg, mask = self.cfg, inputs["attention_mask"]
@@ -227,32 +208,8 @@ class Distiller:
             negs, neg_mask = negatives
             return sum(cos_nce(s, t, n, token_mask, neg_mask) for s, t, n in zip(students, teacher.layers, negs))
         if self.accelerator.num_processes > 1:
-            return self._gathered_in_batch(students, teacher.layers, mask, token_mask)
+            return gathered_in_batch(self.accelerator, students, teacher.layers, mask, token_mask)
         return sum(cos_nce(s, t, None, token_mask) for s, t in zip(students, teacher.layers))
-
-    def _gathered_in_batch(self, students, teachers, mask, token_mask) -> torch.Tensor:
-        """In-batch negatives across processes: each sample sees every other sample of the global batch."""
-        acc = self.accelerator
-        b = students[0].shape[0]
-        sizes = acc.gather(torch.tensor([b], device=acc.device))
-        offset = int(sizes[: acc.process_index].sum())
-        own = torch.arange(b, device=acc.device) + offset
-        total = 0.0
-        pool_mask = None
-        if token_mask is not None:
-            pool_mask = acc.gather(acc.pad_across_processes(mask, dim=1))
-        for s, t in zip(students, teachers):
-            if token_mask is not None:
-                pool = acc.gather(acc.pad_across_processes(t.contiguous(), dim=1))
-                length = pool.shape[1]
-                s_p = torch.nn.functional.pad(s, (0, 0, 0, length - s.shape[1]))
-                t_p = torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1]))
-                m_p = torch.nn.functional.pad(mask, (0, length - mask.shape[1]))
-                total = total + cos_nce_with_pool(s_p, t_p, pool, own, m_p, pool_mask)
-            else:
-                pool = acc.gather(t.contiguous())
-                total = total + cos_nce_with_pool(s, t, pool, own)
-        return total
 
     def _forward(self, inputs: dict[str, torch.Tensor], stage: int):
         """The student (and projections) through the prepared module; stage 1 of a distillation needs no logits."""
@@ -284,7 +241,7 @@ class Distiller:
     # ---- one step ---------------------------------------------------------------------------------------------
     def _train_step(self, batch: dict[str, torch.Tensor], stage: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.accelerator
-        inputs = {k: batch[k] for k in _MODEL_INPUTS if k in batch}
+        inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
         labels, ids = batch["labels"], batch["idx"]
         self._rows = batch.get("row")
         teacher = self._teacher_forward(inputs, batch.get("row")) if self.teacher is not None else None
@@ -332,15 +289,8 @@ class Distiller:
     def evaluate(self, model: PreTrainedModel | None = None) -> dict[str, dict[str, float]]:
         """Dev metrics per dev split. Returns {} when a stop request interrupts it."""
         model = model or self.accelerator.unwrap_model(self.model).student
-        results = {}
-        for name, ds in self.dev_sets.items():
-            out = predict_dataset(model, ds, self.tokenizer, self.cfg.batch_size * 2, self.accelerator,
-                                  should_stop=self.should_stop)
-            if out is None:
-                return {}
-            logits, labels = out
-            results[name] = compute_metrics(self.task, logits, labels)
-        return results
+        return evaluate_splits(model, self.dev_sets, self.task, self.tokenizer, self.cfg.batch_size * 2,
+                               self.accelerator, self.should_stop)
 
     def _eval_events(self, stage: int) -> Iterator[dict[str, Any]]:
         was_training = self.model.training
@@ -350,8 +300,6 @@ class Distiller:
 
     def _snapshot_event(self) -> dict[str, Any]:
         """Matched-layer alignment on the fixed probe set (lrc.analysis does the measuring)."""
-        from .analysis import probe_alignment
-
         unwrapped = self.accelerator.unwrap_model(self.model)
         batch = {k: v.to(self.accelerator.device) for k, v in self.probe.items()}
         result = probe_alignment(unwrapped.student, unwrapped.projections, self.teacher, batch, self.layer_map,
@@ -365,58 +313,26 @@ class Distiller:
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def _checkpoint(self) -> None:
-        """Save everything a resumed run needs, atomically: a crash mid-save leaves the previous checkpoint whole.
-
-        Accelerate's `save_state` holds the model, optimizer, scheduler and RNG states; `trainer_state.json` the
-        step and the data position (the shuffling generator's state at the epoch's start and the batches taken).
-        """
+        """Save everything a resumed run needs (lrc.checkpoints), with the loop's data position."""
         if self.checkpoint_dir is None:
             return
-        acc = self.accelerator
-        target = self.checkpoint_dir
-        tmp = target.with_name(f".{target.name}.tmp")
-        if acc.is_main_process:
-            temp_dir_for(target)
-        acc.wait_for_everyone()
-        try:
-            acc.save_state(str(tmp))
-            if self.bank is not None:  # each process has its own bank (its own negatives and generator)
-                from safetensors.torch import save_file
-
-                save_file(self.bank.state_dict(), str(tmp / f"bank-{acc.process_index}.safetensors"))
-            if acc.is_main_process:
-                state = {"step": self.step, "epoch": self._epoch, "batch_in_epoch": self._batch_in_epoch,
-                         "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
-                         "generator_state": (self._epoch_generator_state.tolist()
-                                             if self._epoch_generator_state is not None else None),
-                         "saved": time.time(), **self.checkpoint_extra}
-                (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
-        except Exception as exc:
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise disk_error(exc, target) from exc
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            swap_in(target, tmp)
-        acc.wait_for_everyone()
+        state = {"step": self.step, "epoch": self._epoch, "batch_in_epoch": self._batch_in_epoch,
+                 "total_steps": self.total_steps, "stage1_steps": self.stage1_steps,
+                 "generator_state": (self._epoch_generator_state.tolist()
+                                     if self._epoch_generator_state is not None else None),
+                 "saved": time.time(), **self.checkpoint_extra}
+        save_checkpoint(self.accelerator, self.checkpoint_dir, state, self.bank)
 
     def _restore(self) -> dict[str, Any]:
-        """Load a checkpoint made by `_checkpoint` into the prepared objects; returns its trainer state."""
+        """Load the checkpoint of `resume_from` into the prepared objects and put the loop where it was."""
         state = read_trainer_state(self.resume_from)
         if state["total_steps"] != self.total_steps:
-            from .errors import ConfigError
-
             raise ConfigError(f"the checkpoint in {self.resume_from} was made for {state['total_steps']} steps but "
                               f"this run has {self.total_steps}; resume with the run's own settings")
-        self.accelerator.load_state(str(self.resume_from))
+        load_checkpoint(self.accelerator, self.resume_from, self.bank)
         self.step, self._epoch, self._batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         if self._generator is not None and state.get("generator_state") is not None:
             self._generator.set_state(torch.tensor(state["generator_state"], dtype=torch.uint8))
-        bank_file = self.resume_from / f"bank-{self.accelerator.process_index}.safetensors"
-        if self.bank is not None and bank_file.exists():
-            from safetensors.torch import load_file
-
-            self.bank.load_state_dict(load_file(str(bank_file)), self.accelerator.device)
         return state
 
     def _epoch_iterator(self, skip: int = 0):
@@ -521,85 +437,7 @@ class Distiller:
                "elapsed": time.perf_counter() - start}
 
 
-def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    """The step and data position of a checkpoint, with a clear error when there is none."""
-    from .errors import LRCError
-
-    path = Path(checkpoint) / "trainer_state.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LRCError(f"no checkpoint in {checkpoint}: the run saved none (set save_every, or stop it from the "
-                       f"app or with Ctrl-C, which checkpoints)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LRCError(f"the checkpoint in {checkpoint} is damaged (unreadable trainer_state.json)") from None
-
-
-_DISK_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG (a file-size limit), EDQUOT
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """A write refused for space: an OSError, or safetensors' Rust error that only carries "(os error N)"."""
-    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
-        return True
-    text = str(exc)
-    return any(f"os error {n})" in text for n in _DISK_ERRNOS) or "No space left" in text
-
-
-def disk_error(exc: BaseException, target: Path) -> Exception:
-    """Disk full (or a file-size limit) while saving: say so; the previous checkpoint is untouched."""
-    from .errors import LRCError
-
-    if is_disk_full(exc):
-        reason = getattr(exc, "strerror", None) or str(exc).split(": ")[-1]
-        return LRCError(f"not enough disk space to save {target} ({reason}); free some space and resume the "
-                        f"run (--resume, or Resume in the app); the previous checkpoint and model are intact")
-    return exc
-
-
-def _two_stage_schedule(optimizer, stage1_steps: int, total_steps: int, warmup_ratio: float,
-                        ticks_per_step: int = 1):
-    """Linear warm-up then linear decay, restarted at the stage boundary (the stages optimise different losses).
-
-    Accelerate steps a prepared scheduler once per process for every optimizer step (it assumes schedules counted
-    in one process's batches); ours counts optimizer steps, so it divides those ticks back out.
-    """
-    stage2_steps = total_steps - stage1_steps
-    w1, w2 = int(warmup_ratio * stage1_steps), int(warmup_ratio * stage2_steps)
-
-    def factor(tick: int) -> float:
-        step = tick // ticks_per_step
-        if step < stage1_steps:
-            s, n, w = step, stage1_steps, w1
-        else:
-            s, n, w = step - stage1_steps, stage2_steps, w2
-        if s < w:
-            return (s + 1) / (w + 1)
-        return max(0.0, (n - s) / max(1, n - w))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-@torch.no_grad()
-def predict_dataset(model: PreTrainedModel, ds, tokenizer, batch_size: int, accelerator: Accelerator | None = None,
-                    should_stop: StopCheck | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Logits and labels for a tokenized dataset (None if a stop request came in the middle)."""
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    loader: DataLoader = make_loader(ds, tokenizer, batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    for batch in loader:
-        if should_stop is not None and should_stop():
-            model.train(was_training)
-            return None
-        inputs = {k: batch[k].to(device) for k in _MODEL_INPUTS if k in batch}
-        ctx = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
-        with ctx:
-            logits.append(model(**inputs).logits.float().cpu())
-        labels.append(batch["labels"])
-    model.train(was_training)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+__all__ = ["Distiller", "predict_dataset", "read_trainer_state", "is_disk_full"]
 
 
 __all__ = ["Distiller", "predict_dataset", "read_trainer_state", "is_disk_full"]

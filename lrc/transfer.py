@@ -26,6 +26,7 @@ import os
 import random
 import re
 from pathlib import Path
+
 import torch
 from datasets import Dataset, concatenate_datasets
 

@@ -1,6 +1,6 @@
 """The Predict tab's plumbing: which teacher and student a run pairs, side-by-side predictions, disagreements.
 
-Every number comes from lrc (`lrc.predict.predict`, `lrc.train.predict_dataset`); this module only picks the
+Every number comes from lrc (`lrc.predict.predict`, `lrc.evaluation.predict_dataset`); this module only picks the
 models, lines the two answers up and formats them.
 """
 
@@ -179,7 +179,7 @@ def find_disagreements(pair: Pair, cache, limit: int = 200, data_dir: str | None
     import numpy as np
 
     from lrc.data import load_task_data, tokenize
-    from lrc.train import predict_dataset
+    from lrc.evaluation import predict_dataset
 
     if not pair.teacher:
         raise LRCError(f"run {pair.run_id} names no teacher to compare with")

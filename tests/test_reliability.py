@@ -21,7 +21,8 @@ import lrc.execute
 from lrc.errors import LRCError
 from lrc.pipeline import resumable, resume_run, run_distill
 from lrc.runs import RunStore
-from lrc.train import Distiller, read_trainer_state
+from lrc.checkpoints import read_trainer_state
+from lrc.train import Distiller
 
 from conftest import tiny_config
 

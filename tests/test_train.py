@@ -15,7 +15,8 @@ from lrc.data import load_task_data
 from lrc.models import Projections, build_student, resolve_model_path, uniform_layer_map
 from lrc.pipeline import run_distill
 from lrc.runs import RunStore
-from lrc.train import Distiller, _two_stage_schedule
+from lrc.schedule import two_stage_schedule as _two_stage_schedule
+from lrc.train import Distiller
 
 from conftest import make_tiny_student, make_tiny_teacher, tiny_config
 

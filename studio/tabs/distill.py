@@ -19,8 +19,15 @@ from lrc.tasks import TASKS
 
 from .. import figures, guard, predicting, preflight
 from ..common import BUNDLED, gpu_likely
-from ..form import EXTRA_HELP, FORM_FIELDS, PRESET_FIELDS, build_knob_widgets, coerce_settings, form_values, \
-    settings_from_values
+from ..form import (
+    EXTRA_HELP,
+    FORM_FIELDS,
+    PRESET_FIELDS,
+    build_knob_widgets,
+    coerce_settings,
+    form_values,
+    settings_from_values,
+)
 from ..state import AppContext
 from ..watch import IDLE
 

@@ -19,7 +19,6 @@ from lrc.runs import RunStore
 from .. import layer_figures as lf
 from ..guard import open_run
 
-
 VARIANTS = [("trained student", "trained"), ("initial student (untrained)", "initial")]
 HEATMAP_VALUES = [("cosine to own teacher vector", "cos_own"), ("cosine to other examples (negatives)", "cos_neg"),
                   ("margin (own − negatives)", "margin")]
